@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[book,test]"
-	$(PY) -m ipykernel install --user --name python3 --display-name "Python 3 (fedshield)" >/dev/null
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (fedshield)" >/dev/null
 	touch $(STAMP)
 
 ## Build the book from the stored, executed notebooks (executes nothing).
