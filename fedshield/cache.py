@@ -4,7 +4,7 @@ Every experiment is one frozen dataclass config. Its results are stored as JSON 
 directory, keyed by a hash of the config, so re-running reuses finished work and an interrupted run
 resumes: long runs store partial results (per victim, per round chunk) under sub-keys.
 
-Cache directory: explicit argument > ``FEDSHIELD_CACHE`` > ``./results/cache``.
+Cache directory: explicit argument > ``FEDSHIELD_CACHE`` > ``results/cache`` of the source checkout.
 """
 from __future__ import annotations
 
@@ -17,8 +17,17 @@ from pathlib import Path
 from typing import Any, Callable
 
 
+def default_cache_dir() -> Path:
+    """``<source checkout>/results/cache`` when the package runs from a checkout (so notebooks,
+    tests and the CLI share one cache whatever their working directory), else ``./results/cache``."""
+    root = Path(__file__).resolve().parents[1]
+    if (root / "pyproject.toml").exists() and (root / "fedshield").is_dir():
+        return root / "results" / "cache"
+    return Path("results/cache")
+
+
 def cache_dir(path: str | os.PathLike | None = None) -> Path:
-    p = Path(path or os.environ.get("FEDSHIELD_CACHE") or "results/cache")
+    p = Path(path or os.environ.get("FEDSHIELD_CACHE") or default_cache_dir())
     p.mkdir(parents=True, exist_ok=True)
     return p
 
