@@ -1,0 +1,748 @@
+"""The paper's defense (Wang et al., INFOCOM 2022, Sections 4-5), one function per step.
+
+=========================  ===============================================================
+step                       function
+=========================  ===============================================================
+leakage risk (Eq. 1-2)     :func:`leakage_risk`: mean over root samples of
+                           ``||d g_l(x) / d x||_F`` per parameter tensor ``l``
+slicing (Sec. 4B)          :func:`risk_slices` (equal risk per slice), :func:`size_slices`
+                           (equal number of entries: the layer-size baseline, Table III[A])
+perturbation (Alg. 1)      :func:`perturb`: ``max(1, floor(s * ratio))`` slices drawn uniformly,
+                           ``N(0, sigma^2)`` added to every entry of those slices only
+clipping (Sec. 5C)         :func:`clip`: ``g / max(1, ||g||_2 / B)``, row-wise;
+                           :func:`per_sample_clipped_gradient` for the per-sample variant
+noise level (Sec. 5B)      :func:`aggregate_noise_var`: variance of the noise left in the
+                           weighted *average* the server computes
+compensation (Sec. 5B)     :func:`compensate`: Marchenko-Pastur denoising of the aggregate
+the whole pipeline         :class:`PaperDefense` (client + server hooks of :mod:`fedshield.hooks`)
+=========================  ===============================================================
+
+Differences from the authors' public code (``wangjunxiao/GradDefense``), all deliberate:
+
+- risk probe: Gaussian probes (an unbiased estimator of the Frobenius norm) instead of a
+  ones vector, which measures ``||1^T J||`` and declares the last (most leaky) layer risk-free
+  because softmax cross-entropy's last-layer gradient sums to zero for every input;
+- slices: exact equal-risk cuts at one-entry granularity with contiguous, disjoint, non-empty
+  slices (the authors' cuts are at the gcd of layer sizes, overlap by one entry and pile all the
+  remaining entries into the last slice);
+- randomness: an explicit, OS-entropy-seeded ``torch.Generator`` (the authors fix
+  ``random.seed(0)``, so a server can predict every client's slices and noise);
+- noise variance of the aggregate: derived for the weighted average (the authors' formula is
+  the variance of a sum, ``m^2`` too large for equal weights, and then removes nothing);
+- compensation: zero-padding to a ``v x w`` matrix with ``v / w ~ q`` (instead of the first
+  divisor of ``P``, which for a prime-ish ``P`` degenerates to ``P x 1``), symmetric ``eigh``
+  in float64 instead of a general ``eig``.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .errors import FedshieldError
+from .hooks import Defense, RoundContext
+from .utils import check_finite, check_nonneg, check_ratio, make_generator, param_sizes
+
+__all__ = [
+    "leakage_risk", "risk_slices", "size_slices", "perturb", "clip", "per_sample_clipped_gradient",
+    "aggregate_noise_var", "n_perturbed", "compensate", "mp_bounds", "matrix_shape", "PaperDefense",
+]
+
+_CHUNK_BYTES = 256 * 2 ** 20  # memory budget of one vmapped chunk in leakage_risk
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+def _default_loss(logits: Tensor, y: Tensor) -> Tensor:
+    """Softmax cross-entropy; ``y`` integer labels ``[n]`` or class probabilities ``[n, C]``."""
+    return F.cross_entropy(logits, y)
+
+
+def _check_int(v, name: str, lo: int = 1) -> int:
+    """``v`` as an int >= ``lo`` (integral floats accepted, bools refused)."""
+    try:
+        ok = not isinstance(v, bool) and float(v) == int(v)
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise FedshieldError(f"{name} must be an integer, got {v!r}")
+    if int(v) < lo:
+        raise FedshieldError(f"{name} must be >= {lo}, got {int(v)}")
+    return int(v)
+
+
+def _check_sizes(sizes: Sequence[int]) -> list[int]:
+    sizes = [int(s) for s in (sizes.tolist() if isinstance(sizes, Tensor) else sizes)]
+    if len(sizes) == 0 or sum(sizes) == 0:
+        raise FedshieldError("the model is empty: it has no trainable parameters")
+    if any(s <= 0 for s in sizes):
+        raise FedshieldError(f"parameter tensor sizes must be positive, got {sizes}")
+    return sizes
+
+
+def _check_bounds(bounds: Tensor, n_entries: int) -> Tensor:
+    if not isinstance(bounds, Tensor) or bounds.dim() != 1 or bounds.numel() < 2:
+        raise FedshieldError("slice bounds must be a 1-D tensor of n_slices + 1 boundaries")
+    b = bounds.to(torch.long)
+    if int(b[0]) != 0 or int(b[-1]) != n_entries:
+        raise FedshieldError(f"slice bounds must run from 0 to {n_entries} (the gradient's length), "
+                             f"got {int(b[0])}..{int(b[-1])}")
+    if not bool((b[1:] > b[:-1]).all()):
+        raise FedshieldError("slice bounds must be strictly increasing (no empty slice)")
+    return b
+
+
+def n_perturbed(n_slices: int, ratio: float) -> int:
+    """Number of slices Algorithm 1 perturbs: ``k = max(1, floor(s * ratio))``.
+
+    ``floor`` is taken with a small tolerance so that e.g. ``s = 10, ratio = 0.3`` gives 3,
+    not 2 (``10 * 0.3 = 2.9999999999999996`` in floating point)."""
+    check_ratio(ratio)
+    s = _check_int(n_slices, "n_slices")
+    return max(1, min(s, int(math.floor(s * float(ratio) + 1e-9))))
+
+
+# --------------------------------------------------------------------------------------------
+# leakage risk (Eq. 1-2)
+# --------------------------------------------------------------------------------------------
+def leakage_risk(model: nn.Module, x: Tensor, y: Tensor, *, probes: int = 8,
+                 generator: Optional[torch.Generator] = None, exact: bool = False,
+                 loss_fn: Optional[Callable[[Tensor, Tensor], Tensor]] = None,
+                 progress: bool = False) -> Tensor:
+    r"""Leakage risk of each trainable parameter tensor (Eq. 1-2 of the paper).
+
+    For a root sample :math:`x_i` with label :math:`y_i` let :math:`g_l(x_i)` be the gradient of
+    the loss of that single sample with respect to parameter tensor :math:`l`, and
+    :math:`J_{l,i} = \partial g_l(x_i) / \partial x_i` its Jacobian with respect to the input
+    (``numel(l) x numel(x_i)``). The risk is
+
+    .. math::  R_l = \frac{1}{N} \sum_i \lVert J_{l,i} \rVert_F .
+
+    A large :math:`R_l` means that the shared gradient of tensor ``l`` moves a lot with the input,
+    so it tells an attacker much about the input.
+
+    **Estimator** (``exact=False``). Hutchinson: for a probe :math:`u \sim N(0, I)`,
+    :math:`E\,\lVert J u \rVert^2 = E\,u^\top J^\top J u = \mathrm{tr}(J^\top J) = \lVert J\rVert_F^2`.
+    We put the probe on the *input* side, :math:`u \in R^{numel(x_i)}`, and compute
+    :math:`J_{l,i} u` for *all* tensors ``l`` at once with one forward-over-reverse product (a
+    ``jvp`` of the per-sample gradient, ``torch.func``), vmapped over samples and probes. The
+    output-side VJP form :math:`E\,\lVert v^\top J\rVert^2` (``v`` over the entries of
+    :math:`g_l`) is statistically equivalent: :math:`\lVert Ju\rVert^2` and
+    :math:`\lVert v^\top J\rVert^2` are Gaussian quadratic forms in :math:`J^\top J` and
+    :math:`JJ^\top`, which share their non-zero eigenvalues :math:`\sigma_k^2`, so both have
+    mean :math:`\sum_k\sigma_k^2` and variance :math:`2\sum_k\sigma_k^4`. But the VJP form needs
+    one double-backward per tensor and probe; the JVP form separates the ``L`` tensors for free
+    (``L`` times less work, same accuracy). With
+    ``p = probes`` independent probes per sample,
+    :math:`\widehat{F}_{l,i} = \frac1p\sum_k \lVert J_{l,i}u_k\rVert^2` is unbiased for
+    :math:`\lVert J_{l,i}\rVert_F^2` with relative standard deviation
+    :math:`\le\sqrt{2/p}`, and :math:`R_l` is estimated by
+    :math:`\frac1N\sum_i \widehat{F}_{l,i}^{1/2}`. The square root makes this slightly biased
+    low (Jensen; second-order bias :math:`\approx -\mathrm{Var}/(8F^{2})`, at most about
+    ``1/(4p)`` relative, 3 % for ``p = 8``); averaging over the ``N`` samples reduces the
+    variance but not this bias.
+
+    Why not a ones probe (the authors' code: ``grad(g_l, x, grad_outputs=ones)``)? That computes
+    :math:`\lVert \mathbf 1^\top J_{l,i}\rVert = \lVert \partial(\sum g_l)/\partial x_i \rVert`.
+    For softmax cross-entropy the last layer's gradients are
+    :math:`(p - y) h^\top` and :math:`p - y`, whose entries sum to zero for *every* input because
+    :math:`\sum_c (p_c - y_c) = 0`; their ones-probe "risk" is therefore exactly 0 although the
+    last layer is the one from which labels and inputs are recovered most easily.
+
+    ``exact=True`` builds each :math:`J_{l,i}` with forward-mode ``jacfwd`` (``numel(x_i)``
+    tangents per sample) and takes its Frobenius norm: for tiny models and tests.
+
+    Each sample is treated as its own batch of one (the per-sample gradient an attacker
+    inverts). The model is evaluated in ``eval()`` mode (BatchNorm uses its running statistics,
+    Dropout is off) so that samples do not interact and no buffer changes; its mode is restored.
+
+    Parameters
+    ----------
+    model : the network; only parameters with ``requires_grad`` count, in ``parameters()`` order.
+    x : ``[N, ...]`` root inputs. y : ``[N]`` integer labels or ``[N, C]`` class probabilities.
+    probes : Gaussian probes per sample (``exact=False``).
+    generator : source of the probes (``None``: OS entropy).
+    exact : build the full Jacobian instead of estimating its norm.
+    loss_fn : ``loss_fn(logits, y) -> scalar``; default softmax cross-entropy.
+    progress : tqdm bar over chunks of samples.
+
+    Returns
+    -------
+    ``[n_param_tensors]`` float32 tensor of non-negative risks.
+    """
+    from torch.func import functional_call, grad, jacfwd, jvp, vmap
+
+    if not isinstance(model, nn.Module):
+        raise FedshieldError("model must be a torch.nn.Module")
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not named:
+        raise FedshieldError("the model is empty: it has no trainable parameters")
+    if not isinstance(x, Tensor) or not isinstance(y, Tensor):
+        raise FedshieldError("x and y must be tensors")
+    if x.dim() < 2 or x.shape[0] == 0:
+        raise FedshieldError(f"x must be a non-empty batch [N, ...], got shape {tuple(x.shape)}")
+    if y.shape[0] != x.shape[0]:
+        raise FedshieldError(f"x has {x.shape[0]} samples but y has {y.shape[0]}")
+    check_finite(x, "x")
+    if y.is_floating_point():
+        check_finite(y, "y")
+    probes = _check_int(probes, "probes")
+    loss_fn = loss_fn or _default_loss
+    names = [n for n, _ in named]
+    device = named[0][1].device
+    x = x.detach().to(device=device, dtype=named[0][1].dtype)
+    y = y.detach().to(device=device, dtype=x.dtype if y.is_floating_point() else y.dtype)
+    params = {n: p.detach() for n, p in named}
+    frozen = {n: t.detach() for n, t in list(model.named_parameters()) + list(model.named_buffers())
+              if n not in params}
+
+    def sample_loss(prm, xi, yi):
+        out = functional_call(model, {**frozen, **prm}, (xi.unsqueeze(0),))
+        return loss_fn(out, yi.unsqueeze(0))
+
+    sample_grad = grad(sample_loss)
+    n, d = x.shape[0], x[0].numel()
+    n_par = sum(p.numel() for _, p in named)
+
+    if exact:
+        def frob(xi, yi):
+            jac = jacfwd(lambda xx: sample_grad(params, xx, yi))(xi)
+            return torch.stack([jac[k].pow(2).sum().sqrt() for k in names])
+        per_sample = max(1, d * n_par * 4)
+        fn = vmap(frob)
+        args = (x, y)
+    else:
+        gen = generator if generator is not None else make_generator(None, device=x.device)
+        u = torch.randn((n, probes) + tuple(x.shape[1:]), generator=gen, device=x.device, dtype=x.dtype)
+
+        def sq_norms(xi, yi, ui):  # ||J_l u||^2 for every tensor l, one probe
+            _, t = jvp(lambda xx: sample_grad(params, xx, yi), (xi,), (ui,))
+            return torch.stack([t[k].pow(2).sum() for k in names])
+
+        def est(xi, yi, ui):  # one sample, all its probes
+            return vmap(sq_norms, in_dims=(None, None, 0))(xi, yi, ui).mean(0).sqrt()
+        per_sample = max(1, probes * n_par * 4 * 6)
+        fn = vmap(est)
+        args = (x, y, u)
+
+    chunk = max(1, min(n, _CHUNK_BYTES // per_sample))
+    was_training = model.training
+    model.eval()
+    try:
+        from tqdm.auto import tqdm
+        parts = []
+        for i in tqdm(range(0, n, chunk), disable=not progress, desc="leakage risk", unit="chunk"):
+            parts.append(fn(*(a[i:i + chunk] for a in args)))
+        norms = torch.cat(parts)  # [N, L]
+    finally:
+        model.train(was_training)
+    return norms.mean(0).to(torch.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# slicing (Sec. 4B)
+# --------------------------------------------------------------------------------------------
+def _strictly_increasing(cuts: Tensor, n_entries: int) -> Tensor:
+    """Given ``s - 1`` nondecreasing interior cuts, move the fewest needed so that
+    ``0 < b_1 < ... < b_{s-1} < P``: ``b_k <- max_{j<=k}(b_j - j) + k`` (forward), then
+    ``b_k <- min(b_k, P - s + k)`` (backward). Both keep ``b_k - k`` nondecreasing."""
+    s1 = cuts.numel()
+    k = torch.arange(1, s1 + 1, dtype=torch.long)
+    c = torch.maximum(cuts, k)  # b_k >= k
+    c = torch.cummax(c - k, 0).values + k
+    c = torch.minimum(c, n_entries - (s1 + 1) + k)
+    return torch.cat([torch.zeros(1, dtype=torch.long), c, torch.tensor([n_entries])])
+
+
+def risk_slices(sizes: Sequence[int], risk: Tensor, n_slices: int) -> Tensor:
+    r"""Cut the flattened gradient into ``n_slices`` contiguous slices of (nearly) equal risk.
+
+    Layer ``l`` (``sizes[l]`` entries) carries risk ``risk[l]``, spread evenly over its entries
+    (density :math:`\rho_l = R_l / n_l` per entry). With :math:`C(j)` the cumulative risk of the
+    first ``j`` entries of the flat vector (piecewise linear in ``j``) and total ``T``, cut
+    ``k`` is the entry boundary ``b_k`` nearest to where :math:`C` crosses :math:`kT/s`
+    (found with ``searchsorted`` over the layers' cumulative risk, no loop over entries).
+
+    Granularity: one entry. Rounding moves each cut by at most half an entry, so every slice's
+    risk is within :math:`\max_l \rho_l` of :math:`T/s` -- unless a fix-up was needed: cuts are
+    then pushed apart so that slices are non-empty and strictly increasing (only when a single
+    entry carries more than :math:`T/s`, i.e. tiny high-risk tensors such as a last-layer bias
+    with many slices). Zero total risk falls back to :func:`size_slices`.
+
+    Returns
+    -------
+    ``LongTensor`` of ``n_slices + 1`` boundaries ``0 = b_0 < b_1 < ... < b_s = P``; slice ``k``
+    is ``flat[b_k : b_{k+1}]``.
+    """
+    sizes = _check_sizes(sizes)
+    s = _check_int(n_slices, "n_slices")
+    n_entries = sum(sizes)
+    if s > n_entries:
+        raise FedshieldError(f"n_slices={s} exceeds the number of gradient entries ({n_entries})")
+    risk = torch.as_tensor(risk).detach().to("cpu", torch.float64).reshape(-1)
+    if risk.numel() != len(sizes):
+        raise FedshieldError(f"risk has {risk.numel()} entries but the model has {len(sizes)} "
+                             "parameter tensors")
+    check_finite(risk, "risk")
+    if bool((risk < 0).any()):
+        raise FedshieldError("risk must be non-negative")
+    total = float(risk.sum())
+    if total <= 0.0:
+        return size_slices(sizes, s)
+    if s == 1:
+        return torch.tensor([0, n_entries], dtype=torch.long)
+    size_t = torch.tensor(sizes, dtype=torch.float64)
+    starts = torch.cat([torch.zeros(1, dtype=torch.float64), size_t.cumsum(0)])  # [L+1] entry offsets
+    crisk = torch.cat([torch.zeros(1, dtype=torch.float64), risk.cumsum(0)])    # [L+1] cumulative risk
+    density = risk / size_t
+    targets = torch.arange(1, s, dtype=torch.float64) * (total / s)
+    # layer l holding the crossing of target t: the first l with crisk[l + 1] >= t
+    layer = torch.searchsorted(crisk[1:], targets, right=False).clamp(max=len(sizes) - 1)
+    dens = density[layer]
+    offset = torch.where(dens > 0, (targets - crisk[layer]) / torch.where(dens > 0, dens, 1.0),
+                         torch.zeros_like(targets))
+    pos = starts[layer] + offset.clamp(min=0.0)
+    cuts = torch.floor(pos + 0.5).to(torch.long).clamp(0, n_entries)
+    cuts = torch.cummax(cuts, 0).values
+    return _strictly_increasing(cuts, n_entries)
+
+
+def size_slices(sizes: Sequence[int], n_slices: int) -> Tensor:
+    """The layer-size baseline of Table III[A]: ``n_slices`` contiguous slices with equal numbers
+    of entries (sizes differ by at most one), ignoring the leakage risk.
+
+    Our reading of the paper: the baseline slices "by layer size", i.e. each layer's share of
+    the slices is proportional to its number of parameters -- which is exactly equal-risk slicing
+    with every entry given the same risk, hence equal entry counts. (The authors' public code
+    has no implementation of this baseline to check against.) Boundaries:
+    ``b_k = round(k P / s)``.
+    """
+    sizes = _check_sizes(sizes)
+    s = _check_int(n_slices, "n_slices")
+    n_entries = sum(sizes)
+    if s > n_entries:
+        raise FedshieldError(f"n_slices={s} exceeds the number of gradient entries ({n_entries})")
+    k = torch.arange(0, s + 1, dtype=torch.long)
+    return (k * n_entries + s // 2) // s
+
+
+# --------------------------------------------------------------------------------------------
+# perturbation (Algorithm 1)
+# --------------------------------------------------------------------------------------------
+def _slice_index(bounds: Tensor, device) -> Tensor:
+    """Slice id of every entry, ``[P]``: a 1 at each interior boundary, cumulative sum (O(P);
+    ``repeat_interleave`` is much slower on CPU)."""
+    idx = torch.zeros(int(bounds[-1]), dtype=torch.long, device=device)
+    idx[bounds[1:-1].to(device)] = 1
+    return idx.cumsum_(0)
+
+
+def _reservoir(s: int, k: int, gen: torch.Generator) -> Tensor:
+    """Algorithm R: a uniform ``k``-subset of ``range(s)`` in one pass (O(s)). Item ``i >= k``
+    replaces reservoir slot ``j ~ U{0..i}`` when ``j < k``. The ``s - k`` random draws are made
+    at once; the replacement pass is over slices, not entries."""
+    res = list(range(k))
+    if s > k:
+        i = torch.arange(k, s, dtype=torch.float64)
+        j = torch.floor(torch.rand(s - k, generator=gen, dtype=torch.float64) * (i + 1)).to(torch.long)
+        for item, slot in zip(range(k, s), j.tolist()):
+            if slot < k:
+                res[slot] = item
+    return torch.tensor(sorted(res), dtype=torch.long)
+
+
+def _uniform_subsets(m: int, s: int, k: int, gen: torch.Generator) -> Tensor:
+    """``m`` independent uniform ``k``-subsets of ``range(s)`` at once: i.i.d. uniform keys,
+    keep the ``k`` largest (by exchangeability every ``k``-subset is equally likely)."""
+    keys = torch.rand(m, s, generator=gen)
+    return keys.topk(k, dim=1).indices.sort(dim=1).values
+
+
+def perturb(flat: Tensor, bounds: Tensor, ratio: float, sigma: float, *,
+            generator: Optional[torch.Generator] = None) -> tuple[Tensor, Tensor]:
+    """Algorithm 1: random slice perturbation.
+
+    Of the ``s = len(bounds) - 1`` slices, ``k = max(1, floor(s * ratio))`` are drawn uniformly
+    without replacement and ``N(0, sigma^2)`` noise is added to every entry of those slices; all
+    other entries are returned bit-identical (never ``x + 0``, which turns ``-0.0`` into ``0.0``).
+
+    ``flat`` may be one update ``[P]`` (slices drawn by reservoir sampling, Algorithm R, O(s);
+    noise drawn only for the chosen slices) or
+    a round of updates ``[m, P]`` (each row gets its own independent slice set, drawn for all
+    rows at once with random keys + ``topk``; the ``[m, s]`` slice mask is expanded to entries
+    through the boundaries and the noise added in one vectorised step).
+
+    Returns
+    -------
+    ``(perturbed, slice_ids)``: ``slice_ids`` is ``[k]`` (or ``[m, k]``), sorted.
+    """
+    if not isinstance(flat, Tensor) or flat.dim() not in (1, 2) or flat.shape[-1] == 0:
+        raise FedshieldError("flat must be a non-empty [P] or [m, P] tensor")
+    if not flat.is_floating_point():
+        raise FedshieldError("flat must be a floating-point tensor")
+    check_finite(flat, "the update")
+    check_ratio(ratio)
+    check_nonneg(sigma, "sigma")
+    b = _check_bounds(bounds, flat.shape[-1])
+    s = b.numel() - 1
+    k = n_perturbed(s, ratio)
+    gen = generator if generator is not None else make_generator(None)
+    if flat.dim() == 1:
+        # one update: noise only for the k chosen (contiguous) slices, a loop over k <= s slices
+        ids = _reservoir(s, k, gen)
+        out = flat.clone()
+        for j in ids.tolist():
+            lo, hi = int(b[j]), int(b[j + 1])
+            noise = torch.randn(hi - lo, generator=gen, dtype=flat.dtype, device=gen.device)
+            out[lo:hi] += noise.to(flat.device).mul_(float(sigma))
+        return out, ids
+    # a round: [m, s] slice mask -> [m, P] entry mask through the boundaries, noise in one step
+    ids = _uniform_subsets(flat.shape[0], s, k, gen)
+    smask = torch.zeros(flat.shape[0], s, dtype=torch.bool).scatter_(1, ids, True)
+    emask = smask.to(flat.device)[:, _slice_index(b, flat.device)]
+    noise = torch.randn(flat.shape, generator=gen, dtype=flat.dtype, device=gen.device)
+    noise = noise.to(flat.device).mul_(float(sigma))
+    return torch.where(emask, flat + noise, flat), ids
+
+
+# --------------------------------------------------------------------------------------------
+# clipping (Sec. 5C)
+# --------------------------------------------------------------------------------------------
+def clip(flat: Tensor, bound: float) -> Tensor:
+    """L2 clipping ``g / max(1, ||g||_2 / B)`` (Section 5C).
+
+    ``flat`` ``[P]`` is clipped as a whole; ``[m, P]`` row by row (per client, or per sample when
+    the rows are per-sample gradients). A vector already inside the ball is returned unchanged.
+    """
+    if not isinstance(flat, Tensor) or flat.dim() not in (1, 2) or flat.shape[-1] == 0:
+        raise FedshieldError("flat must be a non-empty [P] or [m, P] tensor")
+    check_finite(flat, "the update")
+    if not float(bound) > 0.0 or not math.isfinite(float(bound)):
+        raise FedshieldError(f"clip bound must be a positive number, got {bound}")
+    norm = flat.norm(dim=-1, keepdim=True)
+    factor = (norm / float(bound)).clamp(min=1.0)
+    return flat / factor
+
+
+def per_sample_clipped_gradient(model: nn.Module, x: Tensor, y: Tensor, bound: float, *,
+                                loss_fn: Optional[Callable[[Tensor, Tensor], Tensor]] = None) -> Tensor:
+    """The per-sample variant of Section 5C: per-sample loss gradients ``g_i`` (vmapped,
+    ``torch.func``), each clipped with :func:`clip`, then averaged: ``(1/n) sum_i clip(g_i, B)``.
+    Returns the flat ``[P]`` gradient in ``parameters()`` order. The model is used in its current
+    mode; with BatchNorm in training mode use ``eval()`` first (per-sample batches of one)."""
+    from torch.func import functional_call, grad, vmap
+
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not named:
+        raise FedshieldError("the model is empty: it has no trainable parameters")
+    if x.shape[0] != y.shape[0] or x.shape[0] == 0:
+        raise FedshieldError(f"x has {x.shape[0]} samples but y has {y.shape[0]}")
+    check_finite(x, "x")
+    loss_fn = loss_fn or _default_loss
+    params = {n: p.detach() for n, p in named}
+    frozen = {n: t.detach() for n, t in list(model.named_parameters()) + list(model.named_buffers())
+              if n not in params}
+
+    def sample_loss(prm, xi, yi):
+        return loss_fn(functional_call(model, {**frozen, **prm}, (xi.unsqueeze(0),)), yi.unsqueeze(0))
+
+    g = vmap(grad(sample_loss), in_dims=(None, 0, 0))(params, x, y)
+    rows = torch.cat([g[n].reshape(x.shape[0], -1) for n, _ in named], dim=1)
+    return clip(rows, bound).mean(0)
+
+
+# --------------------------------------------------------------------------------------------
+# noise level of the aggregate and compensation (Sec. 5B)
+# --------------------------------------------------------------------------------------------
+def aggregate_noise_var(weights: Tensor, ratio: float, sigma: float, *,
+                        n_slices: Optional[int] = None) -> float:
+    r"""Per-coordinate variance of the perturbation noise in the server's weighted average.
+
+    Derivation. Client ``i`` shares :math:`g_i + n_i` with
+    :math:`n_{ij} = \sigma z_{ij} b_{ij}`, :math:`z_{ij} \sim N(0,1)` and
+    :math:`b_{ij}\in\{0,1\}` the indicator that coordinate ``j`` lies in one of the client's
+    ``k`` perturbed slices; the ``k`` slices are a uniform ``k``-subset of the ``s`` slices, so
+    :math:`P(b_{ij}=1) = p = k/s`, independently across clients and independent of ``z``.
+    Hence :math:`E\,n_{ij}=0` and :math:`\mathrm{Var}\,n_{ij} = E[\sigma^2 z^2 b] = \sigma^2 p`.
+    The server computes :math:`A = \sum_i w_i (g_i + n_i)` with :math:`\sum_i w_i = 1`; the
+    noise :math:`\sum_i w_i n_{ij}` has variance (independent clients)
+
+    .. math::  \mathrm{Var}\Big(\sum_i w_i n_{ij}\Big) = \sigma^2\,p\,\sum_i w_i^2 ,
+
+    and different coordinates are uncorrelated (the ``z`` are independent), as the
+    Marchenko-Pastur law of :func:`compensate` needs. (They are not independent: the coordinates
+    of one slice are noised or not together, so for one draw the variance is constant per slice
+    block, :math:`\sigma^2 \sum_{i: \text{slice chosen}} w_i^2`; the MP edges are exact only on
+    average over draws, and the more clients, the closer.) For ``m`` equal weights this is
+    :math:`\sigma^2 p / m`. The paper's / authors' value :math:`\sum_i m\,p\,\sigma^2 w_i =
+    m p \sigma^2` is the variance of the *sum* :math:`\sum_i n_{ij}` of ``m`` noises; for the
+    average it is :math:`m^2` times too large: every eigenvalue of the aggregate then falls below
+    the lower Marchenko-Pastur edge, is kept, and compensation removes nothing.
+
+    ``p``: ``k / s`` with ``k = max(1, floor(s * ratio))`` when ``n_slices`` is given (exact for
+    Algorithm 1), else ``ratio`` (the large-``s`` limit).
+    """
+    w = torch.as_tensor(weights, dtype=torch.float64).reshape(-1)
+    if w.numel() == 0:
+        raise FedshieldError("weights must be a non-empty vector")
+    check_finite(w, "weights")
+    if bool((w < 0).any()):
+        raise FedshieldError("weights must be non-negative")
+    check_ratio(ratio)
+    check_nonneg(sigma, "sigma")
+    p = float(ratio) if n_slices is None else n_perturbed(n_slices, ratio) / int(n_slices)
+    return float(sigma) ** 2 * p * float((w ** 2).sum())
+
+
+def matrix_shape(n_entries: int, q: float) -> tuple[int, int]:
+    """The ``v x w`` shape for ``P`` entries with aspect ratio ``v / w ~ q``:
+    ``w = ceil(sqrt(P / q))``, ``v = ceil(P / w)``; the last ``v w - P < w`` cells are zero
+    padding. Padding keeps ``v / w`` close to ``q`` for every ``P`` (an exact factorisation can
+    degenerate, e.g. ``P = 2 x prime``)."""
+    n_entries = _check_int(n_entries, "number of entries")
+    if not float(q) >= 1.0 or not math.isfinite(float(q)):
+        raise FedshieldError(f"q must be >= 1, got {q}")
+    w = max(1, math.ceil(math.sqrt(n_entries / float(q))))
+    v = math.ceil(n_entries / w)
+    return v, w
+
+
+def mp_bounds(noise_var: float, q: float) -> tuple[float, float]:
+    r"""Marchenko-Pastur support :math:`\lambda_\pm = \sigma^2 (1 \pm 1/\sqrt q)^2` of the
+    eigenvalues of :math:`M^\top M / v` for a ``v x w`` matrix of i.i.d. entries of variance
+    :math:`\sigma^2` and ``q = v / w``."""
+    r = 1.0 / math.sqrt(float(q))
+    return float(noise_var) * (1 - r) ** 2, float(noise_var) * (1 + r) ** 2
+
+
+def compensate(agg_flat: Tensor, noise_var: float, q: float = 6.0, *, return_info: bool = False,
+               keep: str = "outside") -> Tensor | tuple[Tensor, dict]:
+    r"""Random-matrix compensation of the aggregate (Section 5B).
+
+    1. Reshape the ``P`` entries row-major into ``M`` (``v x w``, :func:`matrix_shape`; zero
+       padding), so that ``q = v / w`` is the *actual* aspect ratio used below.
+    2. Covariance :math:`C = M^\top M / v` (``w x w``; the noise has mean 0, so no centring),
+       symmetric eigendecomposition :math:`C = V \Lambda V^\top` in float64.
+    3. A pure-noise ``M`` with i.i.d. entries of variance :math:`\hat\sigma^2` = ``noise_var``
+       (from :func:`aggregate_noise_var`) has, for large ``v, w``, all eigenvalues inside
+       :math:`[\lambda_-, \lambda_+]` (:func:`mp_bounds`). Directions with eigenvalues outside
+       carry signal: keep them (``keep="outside"``, the paper's rule; ``keep="above"`` keeps
+       only :math:`\lambda > \lambda_+`, where signal lives in practice).
+    4. Project: :math:`M V_s V_s^\top`, drop the padding, restore ``agg_flat``'s shape and dtype.
+
+    Parameters
+    ----------
+    agg_flat : the aggregate (any shape, flattened internally).
+    noise_var : per-coordinate noise variance :math:`\hat\sigma^2` (>= 0).
+    q : target aspect ratio ``v / w`` (>= 1; the paper uses 6).
+    return_info : also return ``{"v", "w", "q", "lambda_minus", "lambda_plus", "kept",
+        "dropped", "removed_energy"}`` (``removed_energy`` = fraction of the squared norm removed).
+    """
+    if not isinstance(agg_flat, Tensor) or agg_flat.numel() == 0:
+        raise FedshieldError("the aggregate must be a non-empty tensor")
+    if not agg_flat.is_floating_point():
+        raise FedshieldError("the aggregate must be a floating-point tensor")
+    check_finite(agg_flat, "the aggregate")
+    check_nonneg(noise_var, "noise_var")
+    if not math.isfinite(float(noise_var)):
+        raise FedshieldError(f"noise_var must be finite, got {noise_var}")
+    if keep not in ("outside", "above"):
+        raise FedshieldError(f"keep must be 'outside' or 'above', got {keep!r}")
+    n_entries = agg_flat.numel()
+    v, w = matrix_shape(n_entries, q)
+    q_act = v / w
+    lam_lo, lam_hi = mp_bounds(noise_var, q_act)
+    flat64 = agg_flat.detach().reshape(-1).to(torch.float64)
+    m = torch.zeros(v * w, dtype=torch.float64, device=flat64.device)
+    m[:n_entries] = flat64
+    m = m.view(v, w)
+    cov = m.T @ m / v
+    evals, evecs = torch.linalg.eigh(cov)
+    sel = evals > lam_hi
+    if keep == "outside":
+        sel = sel | (evals < lam_lo)
+    vs = evecs[:, sel]
+    out = (m @ vs) @ vs.T
+    out = out.reshape(-1)[:n_entries]
+    result = out.to(agg_flat.dtype).reshape(agg_flat.shape)
+    if not return_info:
+        return result
+    energy = float(flat64.pow(2).sum())
+    kept_energy = float(out.pow(2).sum())
+    info = {"v": v, "w": w, "q": q_act, "lambda_minus": lam_lo, "lambda_plus": lam_hi,
+            "kept": int(sel.sum()), "dropped": int((~sel).sum()),
+            "removed_energy": 1.0 - kept_energy / energy if energy > 0 else 0.0}
+    return result, info
+
+
+# --------------------------------------------------------------------------------------------
+# the pipeline as hooks
+# --------------------------------------------------------------------------------------------
+class PaperDefense(Defense):
+    """The paper's defense as client and server hooks (:mod:`fedshield.hooks`).
+
+    - ``on_round_start(model, r)``: every ``risk_every`` rounds (and in round 0) recompute the
+      leakage risk of the global model on the root set and the equal-risk slices
+      (``slicing="risk"``), or the equal-size slices once (``slicing="size"``).
+    - ``client(updates [m, P], ctx)``: clip each row to ``clip_bound`` (if given), then perturb
+      each client's row on its own independently drawn ``k`` slices, all clients in one
+      vectorised step. Chosen ids go to ``ctx.extra["perturbed_slices"]`` (``[m, k]``), the
+      boundaries to ``ctx.extra["slice_bounds"]``.
+    - ``server(agg, ctx)``: if ``compensate``, RMT compensation with
+      ``aggregate_noise_var(ctx.weights, ratio, sigma, n_slices=s)``; the number of dropped
+      eigen-directions goes to ``ctx.extra["dropped_directions"]`` (details in
+      ``ctx.extra["compensation"]``).
+
+    Randomness (slices, noise): the defense's own generator, seeded from ``seed`` (reproducible)
+    or, with ``seed=None``, from OS entropy -- never ``ctx.generator``: the server builds the
+    round context and must not be able to choose or predict the clients' noise (the baselines of
+    :mod:`fedshield.baselines` follow the same rule; experiments pass ``seed``).
+    The risk probes use a separate generator seeded with ``seed`` (0 when ``None``): the risk is
+    computed by the server on public data, so it needs no secrecy and stays reproducible.
+
+    Note on compensation: projecting onto the eigen-directions outside the noise bulk lowers the
+    error of each round's aggregate, but it is *biased*: the part of the true update that lies in
+    the bulk is removed every round, while the perturbation noise it removes has mean zero. With
+    noise much larger than the update the defended model can learn *less* well with compensation
+    than without (measured: MNIST, paper partition, small ReLU CNN, 30 rounds, ``sigma = 0.03``:
+    test accuracy 0.61 without compensation, 0.11 with it; ``sigma = 0.01``: 0.60 vs 0.55).
+
+    Parameters
+    ----------
+    root_x, root_y : the root set (the paper: 100 images held by the server).
+    n_slices : ``s`` (the authors' default 10). ratio : ``gamma``, fraction of slices perturbed.
+    sigma : noise standard deviation (the paper's variance ``1e-2`` -> ``0.1``).
+    clip_bound : L2 bound ``B`` of each shared update (``None``: no clipping).
+    q : aspect ratio of the compensation matrix. compensate : run the server-side compensation.
+    slicing : ``"risk"`` (the paper) or ``"size"`` (Table III[A] baseline).
+    probes : Gaussian probes per root sample for :func:`leakage_risk`.
+    risk_every : recompute the risk every this many rounds. seed : noise seed.
+    loss_fn : loss for the risk (default softmax cross-entropy).
+    """
+
+    name = "ours"
+
+    def __init__(self, root_x: Tensor, root_y: Tensor, *, n_slices: int = 10, ratio: float = 0.2,
+                 sigma: float = 0.1, clip_bound: Optional[float] = None, q: float = 6.0,
+                 compensate: bool = True, slicing: str = "risk", probes: int = 8, risk_every: int = 1,
+                 seed: Optional[int] = None, loss_fn: Optional[Callable] = None):
+        if not isinstance(root_x, Tensor) or not isinstance(root_y, Tensor):
+            raise FedshieldError("root_x and root_y must be tensors")
+        if root_x.dim() < 2 or root_x.shape[0] == 0 or root_x.shape[0] != root_y.shape[0]:
+            raise FedshieldError(f"root set shapes do not match: x {tuple(root_x.shape)}, "
+                                 f"y {tuple(root_y.shape)}")
+        check_finite(root_x, "root_x")
+        check_ratio(ratio)
+        check_nonneg(sigma, "sigma")
+        if clip_bound is not None and (not float(clip_bound) > 0 or not math.isfinite(float(clip_bound))):
+            raise FedshieldError(f"clip_bound must be a positive number or None, got {clip_bound}")
+        if not float(q) >= 1.0:
+            raise FedshieldError(f"q must be >= 1, got {q}")
+        if slicing not in ("risk", "size"):
+            raise FedshieldError(f"slicing must be 'risk' or 'size', got {slicing!r}")
+        self.root_x, self.root_y = root_x, root_y
+        self.n_slices = _check_int(n_slices, "n_slices")
+        self.ratio, self.sigma, self.q = float(ratio), float(sigma), float(q)
+        self.clip_bound = None if clip_bound is None else float(clip_bound)
+        self.do_compensate = bool(compensate)
+        self.slicing = slicing
+        self.probes = _check_int(probes, "probes")
+        self.risk_every = _check_int(risk_every, "risk_every")
+        self.seed = seed
+        self.loss_fn = loss_fn
+        self.generator = make_generator(seed)
+        # the risk is public (the server computes it on its root set): its probes need no
+        # secrecy, so they are always reproducible, also with seed=None
+        self.probe_generator = make_generator(0 if seed is None else seed)
+        self.risk: Optional[Tensor] = None
+        self.bounds: Optional[Tensor] = None
+        self.last_perturbed_slices: Optional[Tensor] = None
+        self._risk_round: Optional[int] = None
+
+    @property
+    def k(self) -> int:
+        """Number of perturbed slices per update."""
+        return n_perturbed(self.n_slices, self.ratio)
+
+    def update_slices(self, model: nn.Module, generator: Optional[torch.Generator] = None) -> Tensor:
+        """(Re)compute the risk (``slicing="risk"``) and the slice boundaries for ``model``."""
+        sizes = param_sizes(model)
+        if self.slicing == "risk":
+            self.risk = leakage_risk(model, self.root_x, self.root_y, probes=self.probes,
+                                     generator=generator or self.probe_generator,
+                                     loss_fn=self.loss_fn)
+            self.bounds = risk_slices(sizes, self.risk, self.n_slices)
+        else:
+            self.bounds = size_slices(sizes, self.n_slices)
+        return self.bounds
+
+    def on_round_start(self, model: nn.Module, round_idx: int) -> None:
+        stale = self.bounds is None or int(self.bounds[-1]) != sum(param_sizes(model))
+        due = self.slicing == "risk" and (self._risk_round is None
+                                          or round_idx - self._risk_round >= self.risk_every
+                                          or round_idx < self._risk_round)
+        if stale or due:
+            self.update_slices(model)
+            self._risk_round = round_idx
+
+    def _ensure_bounds(self, n_entries: int, model: Optional[nn.Module]) -> Tensor:
+        if self.bounds is None or int(self.bounds[-1]) != n_entries:
+            if model is None:
+                raise FedshieldError("no slices yet: call on_round_start(model, r) or pass the model")
+            self.update_slices(model)
+            if int(self.bounds[-1]) != n_entries:
+                raise FedshieldError(f"the update has {n_entries} entries but the model has "
+                                     f"{int(self.bounds[-1])} parameters")
+        return self.bounds
+
+    def client(self, updates: Tensor, ctx: RoundContext) -> Tensor:
+        if not isinstance(updates, Tensor) or updates.dim() != 2:
+            raise FedshieldError("client updates must be a [m, P] tensor")
+        bounds = self._ensure_bounds(updates.shape[1], ctx.model)
+        shared = clip(updates, self.clip_bound) if self.clip_bound is not None else updates
+        out, ids = perturb(shared, bounds, self.ratio, self.sigma, generator=self.generator)
+        ctx.extra["perturbed_slices"] = ids
+        ctx.extra["slice_bounds"] = bounds
+        return out
+
+    def server(self, aggregate: Tensor, ctx: RoundContext) -> Tensor:
+        if not self.do_compensate:
+            return aggregate
+        var = aggregate_noise_var(ctx.weights, self.ratio, self.sigma, n_slices=self.n_slices)
+        out, info = compensate(aggregate, var, self.q, return_info=True)
+        ctx.extra["dropped_directions"] = info["dropped"]
+        ctx.extra["compensation"] = info
+        return out
+
+    def perturb_gradient(self, grad_flat: Tensor, model: Optional[nn.Module] = None, *,
+                         generator: Optional[torch.Generator] = None) -> Tensor:
+        """Single-client attack setting: clip (if ``clip_bound``) and perturb one flat gradient
+        ``[P]`` with the current slices (computed from ``model`` if there are none yet). The
+        chosen slice ids are kept in ``self.last_perturbed_slices``. ``generator`` overrides the
+        defense's own generator for this call."""
+        if not isinstance(grad_flat, Tensor) or grad_flat.dim() != 1:
+            raise FedshieldError("grad_flat must be a flat [P] tensor")
+        bounds = self._ensure_bounds(grad_flat.numel(), model)
+        g = clip(grad_flat, self.clip_bound) if self.clip_bound is not None else grad_flat
+        out, ids = perturb(g, bounds, self.ratio, self.sigma,
+                           generator=generator if generator is not None else self.generator)
+        self.last_perturbed_slices = ids
+        return out
+
+    def __repr__(self) -> str:
+        return (f"PaperDefense(n_slices={self.n_slices}, ratio={self.ratio}, sigma={self.sigma}, "
+                f"clip_bound={self.clip_bound}, q={self.q}, compensate={self.do_compensate}, "
+                f"slicing={self.slicing!r}, probes={self.probes}, risk_every={self.risk_every}, "
+                f"root={self._root_id()}, seed={self.seed})")
+
+    def _root_id(self) -> str:
+        """Size and content hash of the root set: part of the repr, hence of result-cache keys."""
+        import hashlib
+
+        h = hashlib.sha256(self.root_x.detach().cpu().contiguous().numpy().tobytes())
+        h.update(self.root_y.detach().cpu().contiguous().numpy().tobytes())
+        return f"{self.root_x.shape[0]}:{h.hexdigest()[:10]}"
