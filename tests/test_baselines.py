@@ -1,0 +1,180 @@
+"""The comparison defenses change exactly what they claim, and the registry builds them."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fedshield.attacks import param_ranges, victim_gradients
+from fedshield.baselines import (DEFENSES, DPGaussian, DPLaplace, GradientCompression, PLD, feature_scores,
+                                 make_defense, paper_defense_kwargs)
+from fedshield.errors import FedshieldError
+from fedshield.hooks import Defense, RoundContext
+from fedshield.models import ConvNet, LeNet
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """These problems are small: one thread is as fast as two and immune to CPU contention
+    (oversubscribed runners slow two-thread tiny ops down by 10x or more)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+
+def _ctx(model, data=None, m=1):
+    return RoundContext(round=0, model=model, weights=torch.full((m,), 1.0 / m), client_data=data)
+
+
+# --------------------------------------------------------------------------------------------- GC
+@pytest.mark.parametrize("p", [0.8, 0.9, 0.35])
+def test_gc_prunes_exactly_the_smallest_fraction(p):
+    g = torch.Generator().manual_seed(0)
+    u = torch.randn(5, 1003, generator=g) * torch.logspace(-3, 0, 1003)
+    out = GradientCompression(p).client(u, None)
+    k = math.floor(p * 1003 + 1e-9)
+    zeroed = out == 0
+    assert (zeroed.sum(1) == k).all()
+    kept = ~zeroed
+    assert torch.equal(out[kept], u[kept])  # survivors are bit-identical
+    for r in range(5):  # every survivor is at least as large as every pruned entry
+        assert u[r][kept[r]].abs().min() >= u[r][zeroed[r]].abs().max()
+
+
+def test_gc_rejects_bad_rate_and_shape():
+    with pytest.raises(FedshieldError):
+        GradientCompression(1.0)
+    with pytest.raises(FedshieldError):
+        GradientCompression(-0.1)
+    with pytest.raises(FedshieldError):
+        GradientCompression(0.5).client(torch.zeros(10), None)
+
+
+# --------------------------------------------------------------------------------------------- DP
+@pytest.mark.parametrize("cls", [DPGaussian, DPLaplace])
+@pytest.mark.parametrize("variance", [1e-2, 4e-4])
+def test_dp_noise_has_the_stated_variance(cls, variance):
+    u = torch.linspace(-1, 1, 200_000).view(2, -1)
+    noise = cls(variance, seed=1).client(u, None) - u
+    n = noise.reshape(-1).double()
+    # sample std within 1% (N = 2e5: the standard error of the std is ~0.2-0.4%)
+    assert abs(n.std().item() / math.sqrt(variance) - 1) < 0.01
+    assert abs(n.mean().item()) < 5 * math.sqrt(variance / n.numel())
+
+
+def test_laplace_is_laplace_and_gaussian_is_gaussian():
+    u = torch.zeros(1, 400_000)
+    lap = DPLaplace(1e-2, seed=3).client(u, None).double().view(-1)
+    gau = DPGaussian(1e-2, seed=3).client(u, None).double().view(-1)
+    b = math.sqrt(1e-2 / 2)
+
+    def kurt(z):
+        z = z - z.mean()
+        return ((z ** 4).mean() / (z ** 2).mean() ** 2).item()
+
+    assert abs(kurt(lap) - 6.0) < 0.3  # Laplace kurtosis 6
+    assert abs(kurt(gau) - 3.0) < 0.1  # Gaussian 3
+    assert abs(lap.abs().mean().item() / b - 1) < 0.01  # E|L| = b
+
+
+def test_dp_randomness_is_seeded_and_unpredictable_without_seed():
+    u = torch.zeros(3, 100)
+    a = DPGaussian(seed=5).client(u, None)
+    assert torch.equal(a, DPGaussian(seed=5).client(u, None))
+    assert not torch.equal(a, DPGaussian(seed=6).client(u, None))
+    assert not torch.equal(DPLaplace().client(u, None), DPLaplace().client(u, None))
+    assert (a[0] != a[1]).all()  # every row gets its own noise
+
+
+# --------------------------------------------------------------------------------------------- PLD
+def _lenet16():
+    torch.manual_seed(0)
+    return LeNet(in_channels=1, num_classes=4, image_size=16, n_conv=2, channels=4, dlg_init=True).eval()
+
+
+def test_pld_feature_scores_match_a_per_feature_autograd_loop():
+    m = _lenet16()
+    x = torch.rand(3, 1, 16, 16, generator=torch.Generator().manual_seed(1))
+    s = feature_scores(m, x)
+    xr = x.clone().requires_grad_(True)
+    r = m.features(xr)
+    ref = torch.zeros_like(r)
+    for j in range(r.shape[1]):  # Soteria's loop: one backward per feature
+        (gx,) = torch.autograd.grad(r[:, j].sum(), xr, retain_graph=True)
+        ref[:, j] = gx.flatten(1).norm(dim=1) / r[:, j].detach().abs()
+    assert torch.allclose(s, ref, rtol=1e-4, atol=1e-6)
+
+
+def test_pld_prunes_only_fc_weight_columns_of_the_smallest_scores():
+    m = _lenet16()
+    gen = torch.Generator().manual_seed(2)
+    xs = [torch.rand(2, 1, 16, 16, generator=gen), torch.rand(1, 1, 16, 16, generator=gen)]
+    ys = [torch.tensor([0, 3]), torch.tensor([1])]
+    upd = torch.stack([victim_gradients(m, x.unsqueeze(0), y.unsqueeze(0))[0] for x, y in zip(xs, ys)])
+    p = 0.6
+    ctx = _ctx(m, list(zip(xs, ys)), 2)
+    out = PLD(p).client(upd, ctx)
+    (w0, w1) = param_ranges(m)["fc.weight"]
+    K, Fd = m.fc.out_features, m.fc.in_features
+    changed = out != upd
+    assert not changed[:, :w0].any() and not changed[:, w1:].any()  # FC bias and all else untouched
+    cols_zero = (out[:, w0:w1].view(2, K, Fd) == 0).all(1)  # [m, F]
+    k = math.floor(p * Fd + 1e-9)
+    assert (cols_zero.sum(1) == k).all()
+    for c in range(2):
+        sc = feature_scores(m, xs[c]).sum(0)
+        assert sc[cols_zero[c]].max() <= sc[~cols_zero[c]].min()  # the smallest-ratio features
+    assert not torch.equal(cols_zero[0], cols_zero[1])  # masks are per client
+    assert torch.equal(ctx.extra["pld_kept_features"], ~cols_zero)
+
+
+def test_pld_needs_client_data():
+    m = _lenet16()
+    upd = torch.zeros(1, sum(p.numel() for p in m.parameters()))
+    with pytest.raises(FedshieldError, match="client_data"):
+        PLD(0.5).client(upd, _ctx(m, None))
+
+
+def test_pld_on_convnet_touches_only_fc_weight():
+    torch.manual_seed(0)
+    m = ConvNet(width=2).eval()
+    x = torch.rand(1, 3, 32, 32)
+    y = torch.tensor([4])
+    upd = victim_gradients(m, x.unsqueeze(0), y.unsqueeze(0))
+    out = PLD(0.8, eps=0.1).client(upd, _ctx(m, [(x, y)]))
+    (w0, w1) = param_ranges(m)["fc.weight"]
+    ch = (out != upd)[0]
+    assert ch[w0:w1].any() and not ch[:w0].any() and not ch[w1:].any()
+
+
+# --------------------------------------------------------------------------------------------- registry
+def test_registry_and_paper_settings():
+    assert set(DEFENSES) == {"none", "ours", "gc", "dp-g", "dp-l", "pld"}
+    assert make_defense("gc").p == 0.8 and make_defense("gc", attack="ig").p == 0.9
+    assert make_defense("pld").p == 0.6 and make_defense("pld", attack="ig").p == 0.8
+    assert make_defense("dp-g").variance == 1e-2 and make_defense("dp-l", attack="ig").variance == 1e-2
+    assert paper_defense_kwargs("ours", "dlg")["ratio"] == 0.2 and paper_defense_kwargs("ours", "ig")["ratio"] == 0.3
+    assert make_defense("gc", p=0.5).p == 0.5
+    assert type(make_defense("none")) is Defense
+    with pytest.raises(FedshieldError, match="choose from"):
+        make_defense("soteria")
+    with pytest.raises(FedshieldError, match="bad option"):
+        make_defense("gc", q=3)
+    with pytest.raises(FedshieldError, match="root"):
+        make_defense("ours")
+
+
+def test_registry_builds_the_papers_defense():
+    from fedshield.defense import PaperDefense
+
+    m = _lenet16()
+    rx, ry = torch.rand(8, 1, 16, 16), torch.randint(0, 4, (8,))
+    d = make_defense("ours", model=m, root=(rx, ry), attack="ig", seed=0)
+    assert isinstance(d, PaperDefense) and d.ratio == 0.3 and abs(d.sigma - 0.1) < 1e-12
+    d.on_round_start(m, 0)
+    upd = torch.zeros(2, sum(p.numel() for p in m.parameters()))
+    ctx = _ctx(m, None, 2)
+    out = d.client(upd, ctx)
+    assert out.shape == upd.shape and (out != 0).any()
