@@ -6,6 +6,8 @@ STAMP  := $(VENV)/.fedshield-installed
 PROFILE ?= default
 export FEDSHIELD_DATA ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),$(abspath data))
 export PYTHONHASHSEED = 0
+# OpenMP threads busy-wait by default; on a shared or loaded machine that makes small torch ops 20-50x slower
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: venv book test test-fast reproduce bench clean
 

@@ -62,6 +62,7 @@ def run_notebooks(profile: str = "default", only: list[str] | None = None, *, bu
     out.mkdir(parents=True, exist_ok=True)
     env_backup = os.environ.get("MPLBACKEND")
     os.environ["MPLBACKEND"] = "Agg"
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # kernels inherit it: no busy-waiting OpenMP threads
     done = []
     try:
         for i, name in enumerate(names, 1):
