@@ -1,0 +1,14 @@
+"""Chapter 5 (clipping, Section 5C): Table III[E] and the attacker who also compensates.
+
+FedAvg on MNIST / LeNet (paper partition, 100 clients, 10 per round) for the accuracy column;
+DLG (L-BFGS, known labels) on single MNIST test images against the DLG LeNet for the attacks.
+Clipping bounds are L2 norms in gradient units (a LeNet single-image gradient has norm ~10-20).
+"""
+PROFILES = {
+    "smoke": dict(bounds=(None, 1.0), rounds=2, local_lr=0.1, seed=0, risk_every=10, root_size=20,
+                  probes=2, test_samples=300, images=1, iterations=4),
+    "default": dict(bounds=(None, 10.0, 1.0, 0.3), rounds=30, local_lr=0.1, seed=0, risk_every=10,
+                    root_size=100, probes=8, test_samples=2000, images=3, iterations=25),
+    "paper": dict(bounds=(None, 10.0, 3.0, 1.0, 0.3, 0.1), rounds=2000, local_lr=0.01, seed=0, risk_every=1,
+                  root_size=100, probes=8, test_samples=None, images=32, iterations=500),
+}

@@ -1,0 +1,14 @@
+"""Chapter 4 (compensation, Sections 5A-B): spectrum of a perturbed aggregate, Fig. 2, Table III[D].
+
+FedAvg on MNIST / LeNet with the paper's partition (100 clients, 10 per round); the defense with the
+paper's DLG setting (ratio 0.2, sigma 0.1 in gradient units, s = 10 slices). ``risk_every``: the
+leakage risk (and the slices) are recomputed every that many rounds instead of every round (cost).
+"""
+PROFILES = {
+    "smoke": dict(rounds=2, local_lr=0.1, seeds=(0,), q_values=(1, 6, 12, 20), capture_round=0,
+                  noise_draws=5, risk_every=10, root_size=20, probes=2, eval_every=1, test_samples=300),
+    "default": dict(rounds=30, local_lr=0.1, seeds=(0, 1), q_values=(1, 6, 12, 20), capture_round=5,
+                    noise_draws=40, risk_every=10, root_size=100, probes=8, eval_every=5, test_samples=2000),
+    "paper": dict(rounds=2000, local_lr=0.01, seeds=(0, 1, 2, 3, 4), q_values=(1, 6, 12, 20), capture_round=100,
+                  noise_draws=100, risk_every=1, root_size=100, probes=8, eval_every=20, test_samples=None),
+}
