@@ -28,7 +28,7 @@ Differences from the authors' public code (``wangjunxiao/GradDefense``), all del
 - randomness: an explicit, OS-entropy-seeded ``torch.Generator`` (the authors fix
   ``random.seed(0)``, so a server can predict every client's slices and noise);
 - noise variance of the aggregate: derived for the weighted average (the authors' formula is
-  the variance of a sum, ``m^2`` too large for equal weights, and then removes nothing);
+  the variance of a sum, ``m^2`` too large for equal weights, and then keeps the noise and drops signal);
 - compensation: zero-padding to a ``v x w`` matrix with ``v / w ~ q`` (instead of the first
   divisor of ``P``, which for a prime-ish ``P`` degenerates to ``P x 1``), symmetric ``eigh``
   in float64 instead of a general ``eig``.
@@ -480,8 +480,9 @@ def aggregate_noise_var(weights: Tensor, ratio: float, sigma: float, *,
     average over draws, and the more clients, the closer.) For ``m`` equal weights this is
     :math:`\sigma^2 p / m`. The paper's / authors' value :math:`\sum_i m\,p\,\sigma^2 w_i =
     m p \sigma^2` is the variance of the *sum* :math:`\sum_i n_{ij}` of ``m`` noises; for the
-    average it is :math:`m^2` times too large: every eigenvalue of the aggregate then falls below
-    the lower Marchenko-Pastur edge, is kept, and compensation removes nothing.
+    average it is :math:`m^2` times too large: the noise eigenvalues then fall below the lower
+    Marchenko-Pastur edge and are kept, while signal directions whose eigenvalues land inside the
+    inflated band are dropped; compensation keeps the noise and removes signal (book, Chapter 4).
 
     ``p``: ``k / s`` with ``k = max(1, floor(s * ratio))`` when ``n_slices`` is given (exact for
     Algorithm 1), else ``ratio`` (the large-``s`` limit).
