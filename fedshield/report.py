@@ -38,14 +38,15 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
-def save_table(name: str, df, profile: str) -> Path:
-    """Store a measured table (a pandas DataFrame) for the summary chapter."""
+def save_table(name: str, df, profile: str) -> None:
+    """Store a measured table (a pandas DataFrame) for the summary chapter (in
+    ``results/tables/<profile>/<name>.json``). Returns nothing, so that a notebook cell ending
+    with it prints no machine-specific path."""
     p = results_dir() / "tables" / profile / f"{name}.json"
     p.parent.mkdir(parents=True, exist_ok=True)
     rows = [{k: _jsonable(v) for k, v in r.items()} for r in df.to_dict(orient="records")]
     p.write_text(json.dumps({"name": name, "profile": profile, "columns": list(df.columns), "rows": rows},
                             default=str, indent=1))
-    return p
 
 
 def load_table(name: str, profile: str):
