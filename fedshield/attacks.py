@@ -1062,22 +1062,14 @@ class AttackConfig:
     def validate(self) -> "AttackConfig":
         from .models import DATASET_SHAPES
 
-        if self.attack not in ATTACKS:
-            raise FedshieldError(f"unknown attack {self.attack!r}; choose from {list(ATTACKS)}")
         from .baselines import DEFENSES
 
-        if self.defense not in DEFENSES:
-            raise FedshieldError(f"unknown defense {self.defense!r}; choose from {list(DEFENSES)}")
-        if self.dataset not in DATASET_SHAPES:
-            raise FedshieldError(f"unknown dataset {self.dataset!r}; choose from {sorted(DATASET_SHAPES)}")
+        for field_, choices in (("attack", ATTACKS), ("defense", DEFENSES), ("dataset", sorted(DATASET_SHAPES)),
+                                ("label", LABEL_MODES), ("victim", VICTIMS), ("model_init", MODEL_INITS)):
+            if getattr(self, field_) not in choices:
+                raise FedshieldError(f"unknown {field_} {getattr(self, field_)!r}; choose from {list(choices)}")
         if self.model.lower() not in ("lenet", "convnet"):
             raise FedshieldError(f"unknown model {self.model!r}; choose from ['convnet', 'lenet']")
-        if self.label not in LABEL_MODES:
-            raise FedshieldError(f"label must be one of {list(LABEL_MODES)}, got {self.label!r}")
-        if self.victim not in VICTIMS:
-            raise FedshieldError(f"victim must be one of {list(VICTIMS)}, got {self.victim!r}")
-        if self.model_init not in MODEL_INITS:
-            raise FedshieldError(f"model_init must be one of {list(MODEL_INITS)}, got {self.model_init!r}")
         for name in ("images", "iterations", "batch_size", "local_epochs", "restarts"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:

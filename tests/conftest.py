@@ -27,3 +27,14 @@ def data_root() -> Path:
 def _isolated_cache(tmp_path, monkeypatch):
     """Each test writes results into its own cache directory."""
     monkeypatch.setenv("FEDSHIELD_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Small problems: one thread is as fast as two and immune to CPU contention (oversubscribed
+    runners slow two-thread tiny ops down by 10x or more). Use with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -19,14 +19,7 @@ from fedshield.models import ConvNet, LeNet
 SHAPE = (1, 16, 16)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These problems are small: one thread is as fast as two and immune to CPU contention
-    (oversubscribed runners slow two-thread tiny ops down by 10x or more)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 

@@ -89,8 +89,7 @@ def _run(args) -> int:
         if not torch.cuda.is_available():
             raise FedshieldError(f"device {args.device!r} requested but CUDA is not available")
     res = run_fedavg(cfg, defense, data_dir=args.data_dir, progress=not args.no_progress,
-                     cache=not args.no_cache, batched=not args.loop, device=args.device,
-                     key_extra={"root_size": args.root_size} if args.defense == "ours" else None)
+                     cache=not args.no_cache, batched=not args.loop, device=args.device)
     if args.json:
         path = Path(args.json)
         try:
@@ -107,8 +106,11 @@ def _run(args) -> int:
 
 
 def _make_defense(args, cfg):
-    """The defense named by ``--defense`` (``None`` for 'none'); noise seeded from ``--seed``."""
-    from ..baselines import DEFENSES, make_defense
+    """The defense named by ``--defense`` (``None`` for 'none') with the paper's settings against
+    ``--attack``: :func:`fedshield.experiments.fl_defense` (root set outside every client's data,
+    noise seeded from ``--seed``)."""
+    from ..baselines import DEFENSES
+    from ..experiments import fl_defense
 
     name = str(args.defense).lower()
     if name not in DEFENSES:
@@ -117,14 +119,4 @@ def _make_defense(args, cfg):
         raise FedshieldError(f"unknown attack {args.attack!r}; choose from ['dlg', 'ig']")
     if name == "none":
         return None
-    if name in ("dp-g", "dp-l"):
-        return make_defense(name, attack=args.attack, seed=cfg.seed)
-    if name == "ours":
-        from ..data import root_set
-        from ..fl import build_federation
-
-        # seed=None: the defense draws from the simulator's per-run generator (derived from --seed)
-        x, y, parts, _ = build_federation(cfg, args.data_dir, progress=not args.no_progress)
-        idx = root_set(y, args.root_size, exclude=parts, seed=cfg.seed)
-        return make_defense("ours", root=(x[idx], y[idx]), attack=args.attack)
-    return make_defense(name, attack=args.attack)
+    return fl_defense(name, cfg, attack=args.attack, root_size=args.root_size, data_dir=args.data_dir)
