@@ -1020,7 +1020,9 @@ class AttackConfig:
         ``(("width", 16),)`` for a narrow ConvNet, ``(("n_conv", 3),)`` for DLG's 3-conv LeNet.
     attack : 'dlg' or 'ig'.
     defense : a name of :func:`fedshield.baselines.make_defense` with the paper's settings for the
-        attack, overridden by ``defense_kwargs`` (e.g. ``(("ratio", 0.3),)``).
+        attack, overridden by ``defense_kwargs`` (e.g. ``(("ratio", 0.3),)``). For 'ours' two more
+        keys choose the server's root set (training images, :func:`fedshield.data.root_set`):
+        ``root_size`` (default 100) and ``root_bias`` (fraction from class 0; default uniform).
     muted : the adaptive attacker: against 'pld' it drops the FC layer; against 'ours' it detects
         the noisy slices (:func:`detect_noisy_slices`) and matches the rest; against 'gc' it
         matches only the non-zero (unpruned) entries.
@@ -1137,7 +1139,7 @@ def _defense_for(cfg: AttackConfig, model: nn.Module, data_dir) -> Any:
         from .data import load_dataset, root_set
 
         xtr, ytr = load_dataset(cfg.dataset, "train", data_dir)
-        idx = root_set(ytr, int(kwargs.pop("root_size", 100)), seed=cfg.seed)
+        idx = root_set(ytr, int(kwargs.pop("root_size", 100)), bias=kwargs.pop("root_bias", None), seed=cfg.seed)
         root = (xtr[idx], ytr[idx])
         kwargs.setdefault("seed", _seed_of(cfg.seed, 3))
     elif cfg.defense in ("dp-g", "dp-l"):

@@ -166,19 +166,35 @@ class PLD(Defense):
     Only the FC layer's weight entries ``dL/dW[:, j]`` of the pruned features change (set to 0);
     every other entry, the FC bias included, is untouched. ``eps``: Soteria's LeNet code uses
     none (sigmoid features are positive), its ConvNet code 0.1 (ReLU features can be 0).
+
+    ``max_samples``: score each client's features on at most this many of its samples, drawn
+    uniformly without replacement each round from the defense's generator (``seed``; ``None`` = OS
+    entropy). ``None`` (default) scores every sample, as Soteria does for the batch it shares. The
+    score needs one vector-Jacobian product per feature and sample, so a FedAvg client holding
+    hundreds of images costs seconds to minutes per round on a CPU; a cap keeps the cost bounded
+    (the pruned set is then an estimate of the full-data one).
     """
 
     name = "pld"
 
-    def __init__(self, p: float = 0.6, model: Optional[nn.Module] = None, *, eps: float = 1e-10):
+    def __init__(self, p: float = 0.6, model: Optional[nn.Module] = None, *, eps: float = 1e-10,
+                 max_samples: Optional[int] = None, seed: Optional[int] = None):
         self.p = _check_rate(p)
         self.model = model
         self.eps = float(eps)
+        if max_samples is not None and (int(max_samples) != max_samples or max_samples < 1):
+            raise FedshieldError(f"max_samples must be a positive integer or None, got {max_samples!r}")
+        self.max_samples = None if max_samples is None else int(max_samples)
+        self.seed = seed
+        self._gen = make_generator(seed) if max_samples is not None else None
 
     def masks(self, model: nn.Module, client_data) -> Tensor:
         """``[m, F]`` boolean: True = feature kept."""
         xs = [torch.as_tensor(d[0]) for d in client_data]
         xs = [x.unsqueeze(0) if x.dim() == 3 else x for x in xs]
+        if self.max_samples is not None:
+            xs = [x[torch.randperm(x.shape[0], generator=self._gen)[:self.max_samples].to(x.device)]
+                  if x.shape[0] > self.max_samples else x for x in xs]
         sizes = torch.tensor([x.shape[0] for x in xs])
         scores = feature_scores(model, torch.cat(xs), eps=self.eps)
         owner = torch.repeat_interleave(torch.arange(len(xs)), sizes)
@@ -210,7 +226,9 @@ class PLD(Defense):
         return out
 
     def __repr__(self) -> str:
-        return f"PLD(p={self.p})"
+        if self.max_samples is None:
+            return f"PLD(p={self.p})"
+        return f"PLD(p={self.p}, max_samples={self.max_samples}, seed={self.seed})"
 
 
 def paper_defense_kwargs(name: str, attack: str = "dlg") -> dict:

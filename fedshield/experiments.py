@@ -38,7 +38,7 @@ def fl_defense(name: str, cfg, *, attack: str = "dlg", root_size: int = 100, roo
     if name == "ours":
         root = fl_root_set(cfg, root_size, bias=root_bias, data_dir=data_dir)
         kwargs.setdefault("seed", (cfg.seed or 0) + 1009)
-    elif name in ("dp-g", "dp-l"):
+    elif name in ("dp-g", "dp-l", "pld"):  # pld: draws its scored samples when max_samples is set
         kwargs.setdefault("seed", (cfg.seed or 0) + 1009)
     return make_defense(name, root=root, attack=attack, **kwargs)
 

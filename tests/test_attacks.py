@@ -229,6 +229,18 @@ def test_run_attack_against_ours_muted_and_pld(data_root):
     assert len(r2["rows"]) == 2 and all(math.isfinite(row["psnr"]) for row in r2["rows"])
 
 
+def test_attack_config_root_size_and_bias_choose_the_root_set(data_root):
+    from fedshield.models import build_model
+
+    model = build_model("lenet", "mnist")
+    cfg = AttackConfig(dataset="mnist", defense="ours", defense_kwargs=(("root_size", 30), ("root_bias", 1.0)))
+    d, (rx, ry) = A._defense_for(cfg, model, data_root)
+    assert rx.shape[0] == 30 and (ry == 0).all()  # bias 1: one class
+    cfg2 = AttackConfig(dataset="mnist", defense="ours", defense_kwargs=(("root_size", 30),))
+    _, (_, ry2) = A._defense_for(cfg2, model, data_root)
+    assert len(set(ry2.tolist())) > 1
+
+
 # --------------------------------------------------------------------------------------------- runner
 def test_run_attack_caches_per_victim_and_resumes(data_root, monkeypatch, tmp_path):
     cfg = AttackConfig(dataset="mnist", images=3, iterations=2, seed=0, label="infer")

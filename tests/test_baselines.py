@@ -123,6 +123,25 @@ def test_pld_prunes_only_fc_weight_columns_of_the_smallest_scores():
     assert torch.equal(ctx.extra["pld_kept_features"], ~cols_zero)
 
 
+def test_pld_max_samples_scores_a_seeded_subset():
+    m = _lenet16()
+    gen = torch.Generator().manual_seed(3)
+    x = torch.rand(5, 1, 16, 16, generator=gen)
+    y = torch.tensor([0, 1, 2, 3, 0])
+    keep = [PLD(0.5, max_samples=1, seed=7).masks(m, [(x, y)])[0] for _ in range(2)]
+    assert torch.equal(keep[0], keep[1])  # same seed, same subset
+    per_image = feature_scores(m, x)  # [5, F]
+    k = math.floor(0.5 * per_image.shape[1] + 1e-9)
+    single = [torch.ones(per_image.shape[1], dtype=torch.bool).scatter_(0, s.topk(k, largest=False).indices, False)
+              for s in per_image]
+    assert any(torch.equal(keep[0], s) for s in single)  # the mask of exactly one of the images
+    full = PLD(0.5).masks(m, [(x, y)])[0]
+    assert torch.equal(PLD(0.5, max_samples=5, seed=0).masks(m, [(x, y)])[0], full)  # cap >= size: all samples
+    with pytest.raises(FedshieldError, match="max_samples"):
+        PLD(0.5, max_samples=0)
+    assert "max_samples=1" in repr(PLD(0.5, max_samples=1, seed=7)) and repr(PLD(0.5)) == "PLD(p=0.5)"
+
+
 def test_pld_needs_client_data():
     m = _lenet16()
     upd = torch.zeros(1, sum(p.numel() for p in m.parameters()))
