@@ -123,6 +123,26 @@ def test_pld_prunes_only_fc_weight_columns_of_the_smallest_scores():
     assert torch.equal(ctx.extra["pld_kept_features"], ~cols_zero)
 
 
+def test_pld_probe_scores_estimate_the_exact_ones():
+    m = _lenet16()
+    x = torch.rand(3, 1, 16, 16, generator=torch.Generator().manual_seed(1))
+    exact = feature_scores(m, x)
+    est = feature_scores(m, x, probes=4000, generator=torch.Generator().manual_seed(2))
+    rel = (est / exact - 1).abs()
+    assert rel.max() < 0.1 and rel.mean() < 0.03  # sqrt(2/K)/2 ~ 1.1% per entry
+    few = feature_scores(m, x, probes=8, generator=torch.Generator().manual_seed(2))
+    assert (few / exact - 1).abs().mean() > rel.mean()  # fewer probes, noisier: it is an estimate
+    torch.manual_seed(0)
+    c = ConvNet(width=2).eval()
+    xc = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    ec = feature_scores(c, xc, eps=0.1)
+    pc = feature_scores(c, xc, eps=0.1, probes=1000, generator=torch.Generator().manual_seed(4))
+    assert torch.allclose(pc, ec, rtol=0.15, atol=1e-6)  # ~2.2% relative std per entry
+    with pytest.raises(FedshieldError, match="probes"):
+        PLD(0.5, probes=0)
+    assert "probes=16" in repr(PLD(0.5, probes=16, seed=1))
+
+
 def test_pld_max_samples_scores_a_seeded_subset():
     m = _lenet16()
     gen = torch.Generator().manual_seed(3)

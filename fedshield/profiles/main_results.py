@@ -9,8 +9,11 @@ left out. [A]'s clients train with ``fl_local_lr`` / ``fl_batch_size`` from the 
 SGD at 1e-2 from the default initialisation; the small scales use local mini-batches of 5 and a
 larger step, and DLG's uniform initialisation for the sigmoid LeNet, which otherwise stays at chance
 for hundreds of rounds, so that accuracy separates the defenses within the rounds a CPU affords).
-``pld_max_samples``: PLD scores each client's features on at most this many of its samples per
-round (``None`` = all; its per-sample feature Jacobian is the expensive part of a round). ``risk_every``: the paper's defense recomputes the leakage risk every this many rounds
+``pld_kwargs``: PLD's options in the FL runs per attack: ``max_samples`` (score each client's
+features on at most this many of its samples per round) and ``probes`` (estimate the feature
+Jacobian's row norms with this many forward-mode probes instead of one backward pass per feature);
+the per-sample feature Jacobian is the expensive part of a PLD round (minutes per round for the
+ConvNet on a CPU when exact on every sample). ``paper``: exact, every sample. ``risk_every``: the paper's defense recomputes the leakage risk every this many rounds
 in the FL runs. ``ig_width``: ConvNet width (the paper: 64). ``sweep_*``: the ours-muted
 attacker against a growing perturbation ratio (DLG, LeNet).
 """
@@ -23,7 +26,8 @@ PROFILES = {
         ig_images=1, ig_iterations=5, ig_width=4,
         fl_rounds={"mnist": 2}, fl_clients={"mnist": 100}, fl_per_round={"mnist": 10}, fl_local_lr=0.1,
         fl_batch_size=5, fl_model_kwargs=(("dlg_init", True),), fl_lr_ig=0.05, fl_batch_size_ig=5,
-        fl_rounds_ig={"mnist": 2}, fl_skip=(), pld_max_samples=4,
+        fl_rounds_ig={"mnist": 2}, fl_skip=(),
+        pld_kwargs={"dlg": (("max_samples", 4),), "ig": (("max_samples", 2), ("probes", 8))},
         fl_test_samples=500, fl_eval_every=2, risk_every=10,
         sweep_dataset="mnist", sweep_ratios=(0.2, 0.5), sweep_images=1, sweep_iterations=3,
     ),
@@ -35,7 +39,8 @@ PROFILES = {
         fl_clients={"mnist": 100, "fmnist": 100, "cifar10": 100},
         fl_per_round={"mnist": 10, "fmnist": 10, "cifar10": 10}, fl_local_lr=0.1,
         fl_batch_size=5, fl_model_kwargs=(("dlg_init", True),), fl_lr_ig=0.05, fl_batch_size_ig=5,
-        fl_rounds_ig={"mnist": 30, "fmnist": 30, "cifar10": 30}, fl_skip=(), pld_max_samples=8,
+        fl_rounds_ig={"mnist": 30, "fmnist": 30, "cifar10": 30}, fl_skip=(),
+        pld_kwargs={"dlg": (("max_samples", 8),), "ig": (("max_samples", 4), ("probes", 16))},
         fl_test_samples=2000, fl_eval_every=5, risk_every=10,
         sweep_dataset="cifar10", sweep_ratios=(0.1, 0.2, 0.5, 0.8), sweep_images=4, sweep_iterations=20,
     ),
@@ -47,7 +52,7 @@ PROFILES = {
         fl_clients={"mnist": 100, "fmnist": 100, "cifar10": 1000},
         fl_per_round={"mnist": 10, "fmnist": 10, "cifar10": 200}, fl_local_lr=1e-2,
         fl_batch_size=None, fl_model_kwargs=(), fl_lr_ig=1e-2, fl_batch_size_ig=None,
-        fl_rounds_ig={"mnist": 2000, "fmnist": 2000, "cifar10": 2000}, fl_skip=(), pld_max_samples=None,
+        fl_rounds_ig={"mnist": 2000, "fmnist": 2000, "cifar10": 2000}, fl_skip=(), pld_kwargs={"dlg": (), "ig": ()},
         fl_test_samples=None, fl_eval_every=50, risk_every=1,
         sweep_dataset="cifar10", sweep_ratios=(0.1, 0.2, 0.3, 0.5, 0.8), sweep_images=100, sweep_iterations=500,
     ),
