@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from .errors import FedshieldError
 from .hooks import Defense, RoundContext
-from .utils import check_nonneg, make_generator
+from .utils import check_int, check_nonneg, make_generator
 
 __all__ = ["GradientCompression", "DPGaussian", "DPLaplace", "PLD", "make_defense", "paper_defense_kwargs",
            "DEFENSES", "feature_scores"]
@@ -145,8 +145,7 @@ def feature_scores(model: nn.Module, x: Tensor, *, eps: float = 1e-10, chunk: in
 
     if not hasattr(model, "features"):
         raise FedshieldError("PLD needs a model with .features(x) (the FC layer's input representation)")
-    if probes is not None and (int(probes) != probes or probes < 1):
-        raise FedshieldError(f"probes must be a positive integer or None, got {probes!r}")
+    probes = None if probes is None else check_int(probes, "probes")
     if x.dim() == 3:
         x = x.unsqueeze(0)
     was = model.training
@@ -164,7 +163,7 @@ def feature_scores(model: nn.Module, x: Tensor, *, eps: float = 1e-10, chunk: in
                     jac = vmap(jacrev(feat))(xb)  # [n, F, C, H, W]
                     norm = jac.flatten(2).norm(dim=2)
                 else:
-                    K = int(probes)
+                    K = probes
                     u = torch.randn((K * xb.shape[0],) + tuple(xb.shape[1:]), generator=generator,
                                     dtype=xb.dtype, device=xb.device)
                     xr = xb.repeat(K, *([1] * (xb.dim() - 1)))  # probe-major: [K n, C, H, W]
@@ -202,12 +201,8 @@ class PLD(Defense):
         self.p = _check_rate(p)
         self.model = model
         self.eps = float(eps)
-        if max_samples is not None and (int(max_samples) != max_samples or max_samples < 1):
-            raise FedshieldError(f"max_samples must be a positive integer or None, got {max_samples!r}")
-        self.max_samples = None if max_samples is None else int(max_samples)
-        if probes is not None and (int(probes) != probes or probes < 1):
-            raise FedshieldError(f"probes must be a positive integer or None, got {probes!r}")
-        self.probes = None if probes is None else int(probes)
+        self.max_samples = None if max_samples is None else check_int(max_samples, "max_samples")
+        self.probes = None if probes is None else check_int(probes, "probes")
         self.seed = seed
         self._gen = make_generator(seed) if (max_samples is not None or probes is not None) else None
 

@@ -44,7 +44,7 @@ from torch import Tensor, nn
 
 from .errors import FedshieldError
 from .hooks import Defense, RoundContext
-from .utils import check_finite, check_nonneg, check_ratio, make_generator, param_sizes
+from .utils import check_finite, check_int as _check_int, check_nonneg, check_ratio, make_generator, param_sizes
 
 __all__ = [
     "leakage_risk", "risk_slices", "size_slices", "perturb", "clip", "per_sample_clipped_gradient",
@@ -60,19 +60,6 @@ _CHUNK_BYTES = 256 * 2 ** 20  # memory budget of one vmapped chunk in leakage_ri
 def _default_loss(logits: Tensor, y: Tensor) -> Tensor:
     """Softmax cross-entropy; ``y`` integer labels ``[n]`` or class probabilities ``[n, C]``."""
     return F.cross_entropy(logits, y)
-
-
-def _check_int(v, name: str, lo: int = 1) -> int:
-    """``v`` as an int >= ``lo`` (integral floats accepted, bools refused)."""
-    try:
-        ok = not isinstance(v, bool) and float(v) == int(v)
-    except (TypeError, ValueError, OverflowError):
-        ok = False
-    if not ok:
-        raise FedshieldError(f"{name} must be an integer, got {v!r}")
-    if int(v) < lo:
-        raise FedshieldError(f"{name} must be >= {lo}, got {int(v)}")
-    return int(v)
 
 
 def _check_sizes(sizes: Sequence[int]) -> list[int]:

@@ -40,6 +40,19 @@ def unflatten(flat: Tensor, like: Sequence[Tensor]) -> list[Tensor]:
     return out
 
 
+def check_int(v, name: str, lo: int = 1) -> int:
+    """``v`` as an int >= ``lo`` (integral floats accepted, bools refused)."""
+    try:
+        ok = not isinstance(v, bool) and float(v) == int(v)
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise FedshieldError(f"{name} must be an integer, got {v!r}")
+    if int(v) < lo:
+        raise FedshieldError(f"{name} must be >= {lo}, got {int(v)}")
+    return int(v)
+
+
 def check_finite(x: Tensor, name: str) -> None:
     """Raise one clear error when ``x`` holds NaN or Inf."""
     if not torch.isfinite(x).all():

@@ -157,8 +157,9 @@ def test_pld_max_samples_scores_a_seeded_subset():
     assert any(torch.equal(keep[0], s) for s in single)  # the mask of exactly one of the images
     full = PLD(0.5).masks(m, [(x, y)])[0]
     assert torch.equal(PLD(0.5, max_samples=5, seed=0).masks(m, [(x, y)])[0], full)  # cap >= size: all samples
-    with pytest.raises(FedshieldError, match="max_samples"):
-        PLD(0.5, max_samples=0)
+    for bad in (0, "a", 2.5):
+        with pytest.raises(FedshieldError, match="max_samples"):
+            PLD(0.5, max_samples=bad)
     assert "max_samples=1" in repr(PLD(0.5, max_samples=1, seed=7)) and repr(PLD(0.5)) == "PLD(p=0.5)"
 
 
