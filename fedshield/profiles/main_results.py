@@ -3,8 +3,7 @@
 Attack part: ``*_images`` victims (batch 1) per (dataset, defense), ``*_iterations`` optimiser
 steps (DLG: L-BFGS steps, IG: Adam steps). FL part: FedAvg with each defense for the accuracy
 (ACC) and the average round time (ART); ``fl_clients`` / ``fl_per_round`` / ``fl_rounds`` per
-dataset for [A] (LeNet), ``fl_rounds_ig`` for [B] (ConvNet); ``fl_skip``: (attack, defense) FL runs
-left out. [A]'s clients train with ``fl_local_lr`` / ``fl_batch_size`` from the LeNet initialisation
+dataset for [A] (LeNet), ``fl_rounds_ig`` for [B] (ConvNet). [A]'s clients train with ``fl_local_lr`` / ``fl_batch_size`` from the LeNet initialisation
 ``fl_model_kwargs``, [B]'s with ``fl_lr_ig`` / ``fl_batch_size_ig`` (the paper's scale: full-batch
 SGD at 1e-2 from the default initialisation; the small scales use local mini-batches of 5 and a
 larger step, and DLG's uniform initialisation for the sigmoid LeNet, which otherwise stays at chance
@@ -28,7 +27,7 @@ PROFILES = {
         ig_images=1, ig_iterations=5, ig_width=4,
         fl_rounds={"mnist": 2}, fl_clients={"mnist": 100}, fl_per_round={"mnist": 10}, fl_local_lr=0.1,
         fl_batch_size=5, fl_model_kwargs=(("dlg_init", True),), fl_lr_ig=0.05, fl_batch_size_ig=5,
-        fl_rounds_ig={"mnist": 2}, fl_skip=(),
+        fl_rounds_ig={"mnist": 2},
         pld_kwargs={"dlg": (("max_samples", 4),), "ig": (("max_samples", 2), ("probes", 8))},
         acc_seeds=(0, 1), acc_spread=(("dlg", ("mnist",), ("none", "ours")),),
         fl_test_samples=500, fl_eval_every=2, risk_every=10,
@@ -42,7 +41,7 @@ PROFILES = {
         fl_clients={"mnist": 100, "fmnist": 100, "cifar10": 100},
         fl_per_round={"mnist": 10, "fmnist": 10, "cifar10": 10}, fl_local_lr=0.1,
         fl_batch_size=5, fl_model_kwargs=(("dlg_init", True),), fl_lr_ig=0.05, fl_batch_size_ig=5,
-        fl_rounds_ig={"mnist": 30, "fmnist": 30, "cifar10": 30}, fl_skip=(),
+        fl_rounds_ig={"mnist": 30, "fmnist": 30, "cifar10": 30},
         pld_kwargs={"dlg": (("max_samples", 8),), "ig": (("max_samples", 4), ("probes", 16))},
         acc_seeds=(0, 1, 2), acc_spread=(("dlg", ("mnist", "fmnist"), ("none", "ours", "gc", "dp-g", "dp-l")),
                                          ("ig", ("mnist",), ("none", "ours", "dp-g"))),
@@ -57,7 +56,7 @@ PROFILES = {
         fl_clients={"mnist": 100, "fmnist": 100, "cifar10": 1000},
         fl_per_round={"mnist": 10, "fmnist": 10, "cifar10": 200}, fl_local_lr=1e-2,
         fl_batch_size=None, fl_model_kwargs=(), fl_lr_ig=1e-2, fl_batch_size_ig=None,
-        fl_rounds_ig={"mnist": 2000, "fmnist": 2000, "cifar10": 2000}, fl_skip=(), pld_kwargs={"dlg": (), "ig": ()},
+        fl_rounds_ig={"mnist": 2000, "fmnist": 2000, "cifar10": 2000}, pld_kwargs={"dlg": (), "ig": ()},
         acc_seeds=(0, 1, 2), acc_spread=(("dlg", ("mnist", "fmnist", "cifar10"), ("none", "ours", "gc", "dp-g", "dp-l", "pld")),
                                          ("ig", ("mnist", "fmnist", "cifar10"), ("none", "ours", "gc", "dp-g", "dp-l", "pld"))),
         fl_test_samples=None, fl_eval_every=50, risk_every=1,
