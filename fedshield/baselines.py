@@ -27,10 +27,13 @@ from typing import Optional
 
 import torch
 from torch import Tensor, nn
+from torch.func import jacrev, jvp, vmap
 
+from .defense import PaperDefense
 from .errors import FedshieldError
 from .hooks import Defense, RoundContext
-from .utils import check_int, check_nonneg, make_generator
+from .params import fc_ranges
+from .utils import check_int, check_nonneg, eval_mode, make_generator
 
 __all__ = ["GradientCompression", "DPGaussian", "DPLaplace", "PLD", "make_defense", "paper_defense_kwargs",
            "DEFENSES", "feature_scores"]
@@ -141,37 +144,31 @@ def feature_scores(model: nn.Module, x: Tensor, *, eps: float = 1e-10, chunk: in
     ConvNet). Each squared row norm is unbiased with relative standard deviation ``sqrt(2/K)``;
     features far from the pruning threshold keep their side of it. Probes come from ``generator``.
     """
-    from torch.func import jacrev, jvp, vmap
-
     if not hasattr(model, "features"):
         raise FedshieldError("PLD needs a model with .features(x) (the FC layer's input representation)")
     probes = None if probes is None else check_int(probes, "probes")
     if x.dim() == 3:
         x = x.unsqueeze(0)
-    was = model.training
-    model.eval()
-    try:
-        def feat(xi):
-            return model.features(xi.unsqueeze(0))[0]
 
-        out = []
-        with torch.no_grad():
-            for i in range(0, x.shape[0], chunk):
-                xb = x[i:i + chunk]
-                r = model.features(xb)
-                if probes is None:
-                    jac = vmap(jacrev(feat))(xb)  # [n, F, C, H, W]
-                    norm = jac.flatten(2).norm(dim=2)
-                else:
-                    K = probes
-                    u = torch.randn((K * xb.shape[0],) + tuple(xb.shape[1:]), generator=generator,
-                                    dtype=xb.dtype, device=xb.device)
-                    xr = xb.repeat(K, *([1] * (xb.dim() - 1)))  # probe-major: [K n, C, H, W]
-                    _, t = jvp(model.features, (xr,), (u,))
-                    norm = t.view(K, xb.shape[0], -1).pow(2).mean(0).sqrt()
-                out.append(norm / (r.abs() + eps))
-    finally:
-        model.train(was)
+    def feat(xi):
+        return model.features(xi.unsqueeze(0))[0]
+
+    out = []
+    with eval_mode(model), torch.no_grad():
+        for i in range(0, x.shape[0], chunk):
+            xb = x[i:i + chunk]
+            r = model.features(xb)
+            if probes is None:
+                jac = vmap(jacrev(feat))(xb)  # [n, F, C, H, W]
+                norm = jac.flatten(2).norm(dim=2)
+            else:
+                K = probes
+                u = torch.randn((K * xb.shape[0],) + tuple(xb.shape[1:]), generator=generator,
+                                dtype=xb.dtype, device=xb.device)
+                xr = xb.repeat(K, *([1] * (xb.dim() - 1)))  # probe-major: [K n, C, H, W]
+                _, t = jvp(model.features, (xr,), (u,))
+                norm = t.view(K, xb.shape[0], -1).pow(2).mean(0).sqrt()
+            out.append(norm / (r.abs() + eps))
     return torch.cat(out)
 
 
@@ -226,15 +223,13 @@ class PLD(Defense):
         return keep
 
     def client(self, updates: Tensor, ctx: RoundContext) -> Tensor:
-        from .attacks import _fc_ranges
-
         u = _check_updates(updates)
         model = ctx.model if ctx is not None and ctx.model is not None else self.model
         if model is None:
             raise FedshieldError("PLD needs the model (ctx.model or PLD(model=...))")
         if ctx is None or ctx.client_data is None or len(ctx.client_data) != u.shape[0]:
             raise FedshieldError("PLD needs each client's inputs in ctx.client_data (one (x, y) per row)")
-        (w0, w1), _ = _fc_ranges(model)
+        (w0, w1), _ = fc_ranges(model)
         K, F_ = model.fc.out_features, model.fc.in_features
         keep = self.masks(model, ctx.client_data).to(u.device)  # [m, F]
         out = u.clone()
@@ -290,8 +285,6 @@ def make_defense(name: str, *, model: Optional[nn.Module] = None, root: Optional
             return DPLaplace(**kw)
         if name == "pld":
             return PLD(model=model, **kw)
-        from .defense import PaperDefense
-
         if root is None:
             raise FedshieldError("defense 'ours' needs the root set: make_defense('ours', root=(x, y))")
         kw.setdefault("n_slices", 10)

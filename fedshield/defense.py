@@ -35,21 +35,29 @@ Differences from the authors' public code (``wangjunxiao/GradDefense``), all del
 """
 from __future__ import annotations
 
+import hashlib
 import math
 from typing import Callable, Optional, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.func import functional_call, grad, jacfwd, jacrev, jvp, vmap
+from tqdm.auto import tqdm
 
 from .errors import FedshieldError
 from .hooks import Defense, RoundContext
-from .utils import check_finite, check_int as _check_int, check_nonneg, check_ratio, make_generator, param_sizes
+from .params import check_bounds, named_trainable, param_sizes, slice_ids
+from .utils import check_finite, check_int, check_nonneg, check_ratio, eval_mode, make_generator
 
 __all__ = [
     "leakage_risk", "risk_slices", "size_slices", "perturb", "clip", "per_sample_clipped_gradient",
-    "aggregate_noise_var", "n_perturbed", "compensate", "mp_bounds", "matrix_shape", "PaperDefense",
+    "clip_and_perturb", "aggregate_noise_var", "paper_aggregate_noise_var", "n_perturbed", "compensate",
+    "mp_bounds", "mp_density", "matrix_shape", "PaperDefense", "PROBES",
 ]
+
+PROBES = ("gaussian", "ones")
 
 _CHUNK_BYTES = 256 * 2 ** 20  # memory budget of one vmapped chunk in leakage_risk
 
@@ -71,26 +79,18 @@ def _check_sizes(sizes: Sequence[int]) -> list[int]:
     return sizes
 
 
-def _check_bounds(bounds: Tensor, n_entries: int) -> Tensor:
-    if not isinstance(bounds, Tensor) or bounds.dim() != 1 or bounds.numel() < 2:
-        raise FedshieldError("slice bounds must be a 1-D tensor of n_slices + 1 boundaries")
-    b = bounds.to(torch.long)
-    if int(b[0]) != 0 or int(b[-1]) != n_entries:
-        raise FedshieldError(f"slice bounds must run from 0 to {n_entries} (the gradient's length), "
-                             f"got {int(b[0])}..{int(b[-1])}")
-    if not bool((b[1:] > b[:-1]).all()):
-        raise FedshieldError("slice bounds must be strictly increasing (no empty slice)")
-    return b
-
-
 def n_perturbed(n_slices: int, ratio: float) -> int:
     """Number of slices Algorithm 1 perturbs: ``k = max(1, floor(s * ratio))``.
 
     ``floor`` is taken with a small tolerance so that e.g. ``s = 10, ratio = 0.3`` gives 3,
     not 2 (``10 * 0.3 = 2.9999999999999996`` in floating point)."""
     check_ratio(ratio)
-    s = _check_int(n_slices, "n_slices")
+    s = check_int(n_slices, "n_slices")
     return max(1, min(s, int(math.floor(s * float(ratio) + 1e-9))))
+
+
+def _in_order(tensors: dict, names: Sequence[str]) -> list[Tensor]:
+    return [tensors[k] for k in names]
 
 
 # --------------------------------------------------------------------------------------------
@@ -98,7 +98,7 @@ def n_perturbed(n_slices: int, ratio: float) -> int:
 # --------------------------------------------------------------------------------------------
 def leakage_risk(model: nn.Module, x: Tensor, y: Tensor, *, probes: int = 8,
                  generator: Optional[torch.Generator] = None, exact: bool = False,
-                 loss_fn: Optional[Callable[[Tensor, Tensor], Tensor]] = None,
+                 probe: str = "gaussian", loss_fn: Optional[Callable[[Tensor, Tensor], Tensor]] = None,
                  progress: bool = False) -> Tensor:
     r"""Leakage risk of each trainable parameter tensor (Eq. 1-2 of the paper).
 
@@ -140,6 +140,11 @@ def leakage_risk(model: nn.Module, x: Tensor, y: Tensor, *, probes: int = 8,
     :math:`\sum_c (p_c - y_c) = 0`; their ones-probe "risk" is therefore exactly 0 although the
     last layer is the one from which labels and inputs are recovered most easily.
 
+    ``probe="ones"`` computes that authors' sensitivity instead (for comparisons, Chapter 2 of
+    the book): :math:`\frac1N\sum_i \lVert \partial(\sum g_l(x_i))/\partial x_i\rVert_2`, one
+    reverse-mode Jacobian of the ``L`` layer sums per sample (``jacrev``, vmapped over samples);
+    ``probes``, ``generator`` and ``exact`` do not apply.
+
     ``exact=True`` builds each :math:`J_{l,i}` with forward-mode ``jacfwd`` (``numel(x_i)``
     tangents per sample) and takes its Frobenius norm: for tiny models and tests.
 
@@ -154,6 +159,7 @@ def leakage_risk(model: nn.Module, x: Tensor, y: Tensor, *, probes: int = 8,
     probes : Gaussian probes per sample (``exact=False``).
     generator : source of the probes (``None``: OS entropy).
     exact : build the full Jacobian instead of estimating its norm.
+    probe : ``"gaussian"`` (the risk above) or ``"ones"`` (the authors' ones-vector sensitivity).
     loss_fn : ``loss_fn(logits, y) -> scalar``; default softmax cross-entropy.
     progress : tqdm bar over chunks of samples.
 
@@ -161,13 +167,11 @@ def leakage_risk(model: nn.Module, x: Tensor, y: Tensor, *, probes: int = 8,
     -------
     ``[n_param_tensors]`` float32 tensor of non-negative risks.
     """
-    from torch.func import functional_call, grad, jacfwd, jvp, vmap
-
-    if not isinstance(model, nn.Module):
-        raise FedshieldError("model must be a torch.nn.Module")
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    if not named:
-        raise FedshieldError("the model is empty: it has no trainable parameters")
+    named = named_trainable(model)
+    if probe not in PROBES:
+        raise FedshieldError(f"probe must be one of {list(PROBES)}, got {probe!r}")
+    if probe == "ones" and exact:
+        raise FedshieldError("exact=True computes the Frobenius norm; it does not apply to probe='ones'")
     if not isinstance(x, Tensor) or not isinstance(y, Tensor):
         raise FedshieldError("x and y must be tensors")
     if x.dim() < 2 or x.shape[0] == 0:
@@ -177,7 +181,7 @@ def leakage_risk(model: nn.Module, x: Tensor, y: Tensor, *, probes: int = 8,
     check_finite(x, "x")
     if y.is_floating_point():
         check_finite(y, "y")
-    probes = _check_int(probes, "probes")
+    probes = check_int(probes, "probes")
     loss_fn = loss_fn or _default_loss
     names = [n for n, _ in named]
     device = named[0][1].device
@@ -195,7 +199,14 @@ def leakage_risk(model: nn.Module, x: Tensor, y: Tensor, *, probes: int = 8,
     n, d = x.shape[0], x[0].numel()
     n_par = sum(p.numel() for _, p in named)
 
-    if exact:
+    if probe == "ones":
+        def ones_norms(xi, yi):  # || d(sum_k g_l(x)_k) / dx || for every tensor l
+            jac = jacrev(lambda xx: torch.stack([t.sum() for t in _in_order(sample_grad(params, xx, yi), names)]))(xi)
+            return jac.reshape(len(names), -1).norm(dim=1)
+        per_sample = max(1, len(names) * n_par * 4 * 6)
+        fn = vmap(ones_norms)
+        args = (x, y)
+    elif exact:
         def frob(xi, yi):
             jac = jacfwd(lambda xx: sample_grad(params, xx, yi))(xi)
             return torch.stack([jac[k].pow(2).sum().sqrt() for k in names])
@@ -217,16 +228,11 @@ def leakage_risk(model: nn.Module, x: Tensor, y: Tensor, *, probes: int = 8,
         args = (x, y, u)
 
     chunk = max(1, min(n, _CHUNK_BYTES // per_sample))
-    was_training = model.training
-    model.eval()
-    try:
-        from tqdm.auto import tqdm
+    with eval_mode(model):
         parts = []
         for i in tqdm(range(0, n, chunk), disable=not progress, desc="leakage risk", unit="chunk"):
             parts.append(fn(*(a[i:i + chunk] for a in args)))
         norms = torch.cat(parts)  # [N, L]
-    finally:
-        model.train(was_training)
     return norms.mean(0).to(torch.float32)
 
 
@@ -266,7 +272,7 @@ def risk_slices(sizes: Sequence[int], risk: Tensor, n_slices: int) -> Tensor:
     is ``flat[b_k : b_{k+1}]``.
     """
     sizes = _check_sizes(sizes)
-    s = _check_int(n_slices, "n_slices")
+    s = check_int(n_slices, "n_slices")
     n_entries = sum(sizes)
     if s > n_entries:
         raise FedshieldError(f"n_slices={s} exceeds the number of gradient entries ({n_entries})")
@@ -309,7 +315,7 @@ def size_slices(sizes: Sequence[int], n_slices: int) -> Tensor:
     ``b_k = round(k P / s)``.
     """
     sizes = _check_sizes(sizes)
-    s = _check_int(n_slices, "n_slices")
+    s = check_int(n_slices, "n_slices")
     n_entries = sum(sizes)
     if s > n_entries:
         raise FedshieldError(f"n_slices={s} exceeds the number of gradient entries ({n_entries})")
@@ -320,14 +326,6 @@ def size_slices(sizes: Sequence[int], n_slices: int) -> Tensor:
 # --------------------------------------------------------------------------------------------
 # perturbation (Algorithm 1)
 # --------------------------------------------------------------------------------------------
-def _slice_index(bounds: Tensor, device) -> Tensor:
-    """Slice id of every entry, ``[P]``: a 1 at each interior boundary, cumulative sum (O(P);
-    ``repeat_interleave`` is much slower on CPU)."""
-    idx = torch.zeros(int(bounds[-1]), dtype=torch.long, device=device)
-    idx[bounds[1:-1].to(device)] = 1
-    return idx.cumsum_(0)
-
-
 def _reservoir(s: int, k: int, gen: torch.Generator) -> Tensor:
     """Algorithm R: a uniform ``k``-subset of ``range(s)`` in one pass (O(s)). Item ``i >= k``
     replaces reservoir slot ``j ~ U{0..i}`` when ``j < k``. The ``s - k`` random draws are made
@@ -374,7 +372,7 @@ def perturb(flat: Tensor, bounds: Tensor, ratio: float, sigma: float, *,
     check_finite(flat, "the update")
     check_ratio(ratio)
     check_nonneg(sigma, "sigma")
-    b = _check_bounds(bounds, flat.shape[-1])
+    b = check_bounds(bounds, flat.shape[-1])
     s = b.numel() - 1
     k = n_perturbed(s, ratio)
     gen = generator if generator is not None else make_generator(None)
@@ -390,7 +388,7 @@ def perturb(flat: Tensor, bounds: Tensor, ratio: float, sigma: float, *,
     # a round: [m, s] slice mask -> [m, P] entry mask through the boundaries, noise in one step
     ids = _uniform_subsets(flat.shape[0], s, k, gen)
     smask = torch.zeros(flat.shape[0], s, dtype=torch.bool).scatter_(1, ids, True)
-    emask = smask.to(flat.device)[:, _slice_index(b, flat.device)]
+    emask = smask.to(flat.device)[:, slice_ids(b, flat.device)]
     noise = torch.randn(flat.shape, generator=gen, dtype=flat.dtype, device=gen.device)
     noise = noise.to(flat.device).mul_(float(sigma))
     return torch.where(emask, flat + noise, flat), ids
@@ -421,11 +419,7 @@ def per_sample_clipped_gradient(model: nn.Module, x: Tensor, y: Tensor, bound: f
     ``torch.func``), each clipped with :func:`clip`, then averaged: ``(1/n) sum_i clip(g_i, B)``.
     Returns the flat ``[P]`` gradient in ``parameters()`` order. The model is used in its current
     mode; with BatchNorm in training mode use ``eval()`` first (per-sample batches of one)."""
-    from torch.func import functional_call, grad, vmap
-
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    if not named:
-        raise FedshieldError("the model is empty: it has no trainable parameters")
+    named = named_trainable(model)
     if x.shape[0] != y.shape[0] or x.shape[0] == 0:
         raise FedshieldError(f"x has {x.shape[0]} samples but y has {y.shape[0]}")
     check_finite(x, "x")
@@ -440,6 +434,20 @@ def per_sample_clipped_gradient(model: nn.Module, x: Tensor, y: Tensor, bound: f
     g = vmap(grad(sample_loss), in_dims=(None, 0, 0))(params, x, y)
     rows = torch.cat([g[n].reshape(x.shape[0], -1) for n, _ in named], dim=1)
     return clip(rows, bound).mean(0)
+
+
+def clip_and_perturb(updates: Tensor, bounds: Tensor, *, ratio: float, sigma: float,
+                     clip_bound: Optional[float] = None,
+                     generator: Optional[torch.Generator] = None) -> tuple[Tensor, Tensor]:
+    """What a client shares under the paper's defense: :func:`clip` each row to ``clip_bound``
+    (``None``: no clipping), then :func:`perturb` it on its own ``k`` random slices.
+
+    ``updates``: ``[m, P]`` (one round, the vectorised path) or ``[P]``. The one implementation
+    used by :class:`PaperDefense` (simulator, attack harness) and by the Flower mod
+    (:mod:`fedshield.flower`, with ``m = 1``). Returns ``(shared, slice_ids)`` as :func:`perturb`.
+    """
+    shared = clip(updates, clip_bound) if clip_bound is not None else updates
+    return perturb(shared, bounds, ratio, sigma, generator=generator)
 
 
 # --------------------------------------------------------------------------------------------
@@ -486,12 +494,28 @@ def aggregate_noise_var(weights: Tensor, ratio: float, sigma: float, *,
     return float(sigma) ** 2 * p * float((w ** 2).sum())
 
 
+def paper_aggregate_noise_var(weights: Tensor, ratio: float, sigma: float, *,
+                              n_slices: Optional[int] = None) -> float:
+    r"""The paper's / authors' noise variance of the aggregate, :math:`m\,p\,\sigma^2 \sum_i w_i`
+    for ``m`` clients with weights ``w`` and perturbed fraction ``p`` (as in
+    :func:`aggregate_noise_var`). It is the variance of the *sum* of the ``m`` clients' noises;
+    for the weighted average the server computes it is ``m^2`` times too large (equal weights):
+    kept here, by name, for the comparisons of the book's Chapter 4 and the tests."""
+    w = torch.as_tensor(weights, dtype=torch.float64).reshape(-1)
+    if w.numel() == 0:
+        raise FedshieldError("weights must be a non-empty vector")
+    check_ratio(ratio)
+    check_nonneg(sigma, "sigma")
+    p = float(ratio) if n_slices is None else n_perturbed(n_slices, ratio) / int(n_slices)
+    return w.numel() * p * float(sigma) ** 2 * float(w.sum())
+
+
 def matrix_shape(n_entries: int, q: float) -> tuple[int, int]:
     """The ``v x w`` shape for ``P`` entries with aspect ratio ``v / w ~ q``:
     ``w = ceil(sqrt(P / q))``, ``v = ceil(P / w)``; the last ``v w - P < w`` cells are zero
     padding. Padding keeps ``v / w`` close to ``q`` for every ``P`` (an exact factorisation can
     degenerate, e.g. ``P = 2 x prime``)."""
-    n_entries = _check_int(n_entries, "number of entries")
+    n_entries = check_int(n_entries, "number of entries")
     if not float(q) >= 1.0 or not math.isfinite(float(q)):
         raise FedshieldError(f"q must be >= 1, got {q}")
     w = max(1, math.ceil(math.sqrt(n_entries / float(q))))
@@ -505,6 +529,25 @@ def mp_bounds(noise_var: float, q: float) -> tuple[float, float]:
     :math:`\sigma^2` and ``q = v / w``."""
     r = 1.0 / math.sqrt(float(q))
     return float(noise_var) * (1 - r) ** 2, float(noise_var) * (1 + r) ** 2
+
+
+def mp_density(lam, noise_var: float, q: float) -> np.ndarray:
+    r"""Marchenko-Pastur density of the eigenvalues :math:`\lambda` of :math:`M^\top M / v` for
+    a ``v x w`` matrix of i.i.d. entries of variance :math:`\sigma^2` = ``noise_var``, ``q = v / w
+    >= 1``:
+
+    .. math::  \rho(\lambda) = \frac{q \sqrt{(\lambda_+ - \lambda)(\lambda - \lambda_-)}}
+               {2 \pi \sigma^2 \lambda}  \quad\text{on } (\lambda_-, \lambda_+), \; 0 \text{ elsewhere}
+
+    (:func:`mp_bounds`). ``lam``: array of eigenvalues; returns a float64 numpy array."""
+    if not float(noise_var) > 0:
+        raise FedshieldError(f"noise_var must be > 0, got {noise_var}")
+    lo, hi = mp_bounds(noise_var, q)
+    lam = np.asarray(lam, dtype=np.float64)
+    out = np.zeros_like(lam)
+    inside = (lam > lo) & (lam < hi)
+    out[inside] = float(q) * np.sqrt((hi - lam[inside]) * (lam[inside] - lo)) / (2 * np.pi * float(noise_var) * lam[inside])
+    return out
 
 
 def compensate(agg_flat: Tensor, noise_var: float, q: float = 6.0, *, return_info: bool = False,
@@ -581,7 +624,8 @@ class PaperDefense(Defense):
       vectorised step. Chosen ids go to ``ctx.extra["perturbed_slices"]`` (``[m, k]``), the
       boundaries to ``ctx.extra["slice_bounds"]``.
     - ``server(agg, ctx)``: if ``compensate``, RMT compensation with
-      ``aggregate_noise_var(ctx.weights, ratio, sigma, n_slices=s)``; the number of dropped
+      ``aggregate_noise_var(ctx.weights, ratio, sigma, n_slices=s)`` (kept in
+      ``ctx.extra["noise_var"]``); the number of dropped
       eigen-directions goes to ``ctx.extra["dropped_directions"]`` (details in
       ``ctx.extra["compensation"]``).
 
@@ -601,7 +645,8 @@ class PaperDefense(Defense):
 
     Parameters
     ----------
-    root_x, root_y : the root set (the paper: 100 images held by the server).
+    root_x, root_y : the root set (the paper: 100 images held by the server); may be ``None``
+        with ``slicing="size"``, which does not use it.
     n_slices : ``s`` (the authors' default 10). ratio : ``gamma``, fraction of slices perturbed.
     sigma : noise standard deviation (the paper's variance ``1e-2`` -> ``0.1``).
     clip_bound : L2 bound ``B`` of each shared update (``None``: no clipping).
@@ -614,32 +659,38 @@ class PaperDefense(Defense):
 
     name = "ours"
 
-    def __init__(self, root_x: Tensor, root_y: Tensor, *, n_slices: int = 10, ratio: float = 0.2,
-                 sigma: float = 0.1, clip_bound: Optional[float] = None, q: float = 6.0,
+    def __init__(self, root_x: Optional[Tensor], root_y: Optional[Tensor], *, n_slices: int = 10,
+                 ratio: float = 0.2, sigma: float = 0.1, clip_bound: Optional[float] = None, q: float = 6.0,
                  compensate: bool = True, slicing: str = "risk", probes: int = 8, risk_every: int = 1,
                  seed: Optional[int] = None, loss_fn: Optional[Callable] = None):
-        if not isinstance(root_x, Tensor) or not isinstance(root_y, Tensor):
+        if slicing not in ("risk", "size"):
+            raise FedshieldError(f"slicing must be 'risk' or 'size', got {slicing!r}")
+        if root_x is None and root_y is None and slicing == "size":
+            pass  # equal-size slices need no root set
+        elif root_x is None or root_y is None:
+            raise FedshieldError("the paper's defense needs the server's root set (root_x, root_y) "
+                                 "to compute the leakage-risk slices (or slicing='size')")
+        elif not isinstance(root_x, Tensor) or not isinstance(root_y, Tensor):
             raise FedshieldError("root_x and root_y must be tensors")
-        if root_x.dim() < 2 or root_x.shape[0] == 0 or root_x.shape[0] != root_y.shape[0]:
-            raise FedshieldError(f"root set shapes do not match: x {tuple(root_x.shape)}, "
-                                 f"y {tuple(root_y.shape)}")
-        check_finite(root_x, "root_x")
+        elif root_x.dim() < 2 or root_x.shape[0] == 0 or root_x.shape[0] != root_y.shape[0]:
+            raise FedshieldError(f"root set shapes do not match: images x {tuple(root_x.shape)}, "
+                                 f"labels y {tuple(root_y.shape)}")
+        else:
+            check_finite(root_x, "root_x")
         check_ratio(ratio)
         check_nonneg(sigma, "sigma")
         if clip_bound is not None and (not float(clip_bound) > 0 or not math.isfinite(float(clip_bound))):
             raise FedshieldError(f"clip_bound must be a positive number or None, got {clip_bound}")
         if not float(q) >= 1.0:
             raise FedshieldError(f"q must be >= 1, got {q}")
-        if slicing not in ("risk", "size"):
-            raise FedshieldError(f"slicing must be 'risk' or 'size', got {slicing!r}")
         self.root_x, self.root_y = root_x, root_y
-        self.n_slices = _check_int(n_slices, "n_slices")
+        self.n_slices = check_int(n_slices, "n_slices")
         self.ratio, self.sigma, self.q = float(ratio), float(sigma), float(q)
         self.clip_bound = None if clip_bound is None else float(clip_bound)
         self.do_compensate = bool(compensate)
         self.slicing = slicing
-        self.probes = _check_int(probes, "probes")
-        self.risk_every = _check_int(risk_every, "risk_every")
+        self.probes = check_int(probes, "probes")
+        self.risk_every = check_int(risk_every, "risk_every")
         self.seed = seed
         self.loss_fn = loss_fn
         self.generator = make_generator(seed)
@@ -655,6 +706,22 @@ class PaperDefense(Defense):
     def k(self) -> int:
         """Number of perturbed slices per update."""
         return n_perturbed(self.n_slices, self.ratio)
+
+    def check_model(self, model: nn.Module) -> None:
+        """Raise one clear error, before any round, when the defense cannot work on ``model``:
+        more slices than trainable entries, or root images the model cannot take."""
+        P = sum(param_sizes(model))
+        if not 1 <= self.n_slices <= P:
+            raise FedshieldError(f"n_slices must be in [1, {P}] (the number of trainable entries), "
+                                 f"got {self.n_slices}")
+        if self.slicing == "risk":
+            p = next(model.parameters())
+            try:
+                with torch.no_grad(), eval_mode(model):
+                    model(self.root_x[:1].to(device=p.device, dtype=p.dtype))
+            except RuntimeError as e:  # shape mismatch between root images and model
+                raise FedshieldError(f"the model cannot run on the root set images "
+                                     f"(shape {tuple(self.root_x.shape)}): {str(e).splitlines()[0]}") from None
 
     def update_slices(self, model: nn.Module, generator: Optional[torch.Generator] = None) -> Tensor:
         """(Re)compute the risk (``slicing="risk"``) and the slice boundaries for ``model``."""
@@ -691,8 +758,8 @@ class PaperDefense(Defense):
         if not isinstance(updates, Tensor) or updates.dim() != 2:
             raise FedshieldError("client updates must be a [m, P] tensor")
         bounds = self._ensure_bounds(updates.shape[1], ctx.model)
-        shared = clip(updates, self.clip_bound) if self.clip_bound is not None else updates
-        out, ids = perturb(shared, bounds, self.ratio, self.sigma, generator=self.generator)
+        out, ids = clip_and_perturb(updates, bounds, ratio=self.ratio, sigma=self.sigma,
+                                    clip_bound=self.clip_bound, generator=self.generator)
         ctx.extra["perturbed_slices"] = ids
         ctx.extra["slice_bounds"] = bounds
         return out
@@ -702,6 +769,7 @@ class PaperDefense(Defense):
             return aggregate
         var = aggregate_noise_var(ctx.weights, self.ratio, self.sigma, n_slices=self.n_slices)
         out, info = compensate(aggregate, var, self.q, return_info=True)
+        ctx.extra["noise_var"] = var
         ctx.extra["dropped_directions"] = info["dropped"]
         ctx.extra["compensation"] = info
         return out
@@ -715,9 +783,8 @@ class PaperDefense(Defense):
         if not isinstance(grad_flat, Tensor) or grad_flat.dim() != 1:
             raise FedshieldError("grad_flat must be a flat [P] tensor")
         bounds = self._ensure_bounds(grad_flat.numel(), model)
-        g = clip(grad_flat, self.clip_bound) if self.clip_bound is not None else grad_flat
-        out, ids = perturb(g, bounds, self.ratio, self.sigma,
-                           generator=generator if generator is not None else self.generator)
+        out, ids = clip_and_perturb(grad_flat, bounds, ratio=self.ratio, sigma=self.sigma, clip_bound=self.clip_bound,
+                                    generator=generator if generator is not None else self.generator)
         self.last_perturbed_slices = ids
         return out
 
@@ -729,8 +796,8 @@ class PaperDefense(Defense):
 
     def _root_id(self) -> str:
         """Size and content hash of the root set: part of the repr, hence of result-cache keys."""
-        import hashlib
-
+        if self.root_x is None:
+            return "none"
         h = hashlib.sha256(self.root_x.detach().cpu().contiguous().numpy().tobytes())
         h.update(self.root_y.detach().cpu().contiguous().numpy().tobytes())
         return f"{self.root_x.shape[0]}:{h.hexdigest()[:10]}"

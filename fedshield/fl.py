@@ -77,13 +77,16 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
+from . import data as D
 from .cache import ResultCache, config_dict, config_key
 from .errors import FedshieldError
 from .hooks import Defense, RoundContext
 from .metrics import accuracy as _accuracy
 from .models import DATASET_SHAPES, build_model
-from .utils import make_generator, unflatten
+from .params import named_trainable, trainable, unflatten
+from .utils import make_generator
 
 __all__ = ["FLConfig", "Simulator", "run_fedavg", "fedavg_key", "PARTITIONS"]
 
@@ -144,13 +147,7 @@ class FLConfig:
     share: str = "gradient"
 
     def __post_init__(self):
-        ds = str(self.dataset).strip().lower()
-        try:
-            from .data import canonical_name
-
-            ds = canonical_name(ds)
-        except ImportError:  # pragma: no cover - data module always present in the package
-            pass
+        ds = D.canonical_name(str(self.dataset).strip().lower())
         if ds not in DATASET_SHAPES:
             raise FedshieldError(f"unknown dataset {self.dataset!r}; choose from {sorted(DATASET_SHAPES)}")
         object.__setattr__(self, "dataset", ds)
@@ -307,8 +304,8 @@ class Simulator:
         self._sizes = torch.tensor([len(i) for i in index], dtype=torch.long)
         self.test_data = None if test_data is None else (test_data[0].to(self.device),
                                                          test_data[1].to(self.device, torch.long))
-        self._names = [n for n, p in model.named_parameters() if p.requires_grad]
-        self._params = [p for p in model.parameters() if p.requires_grad]
+        self._names = [n for n, _ in named_trainable(model)]
+        self._params = trainable(model)
         self.n_params = sum(p.numel() for p in self._params)
         self._work = copy.deepcopy(model).train()  # the clients' model (loop) / the functional template
         self.batched = bool(batched)
@@ -366,7 +363,7 @@ class Simulator:
         """The plain per-client loop: ``torch.optim.SGD`` on a copy of the global model."""
         cfg, work = self.cfg, self._work
         gparams = [p.detach() for p in self._params]
-        wparams = [p for p in work.parameters() if p.requires_grad]
+        wparams = trainable(work)
         gbuf = {k: v.detach() for k, v in self.model.named_buffers()}
         has_buf = bool(gbuf)
         updates = torch.empty(len(ids), self.n_params, device=self.device, dtype=gparams[0].dtype)
@@ -522,8 +519,6 @@ class Simulator:
         """Run ``rounds`` more rounds (default: up to ``cfg.rounds`` in total) and return
         :meth:`results`. The last round is always evaluated. ``callback(sim, record)`` runs after
         every round (e.g. checkpointing)."""
-        from tqdm.auto import tqdm
-
         todo = self.cfg.rounds - self.rounds_done if rounds is None else int(rounds)
         if todo < 0:
             raise FedshieldError(f"rounds must be >= 0, got {todo}")
@@ -571,8 +566,6 @@ def fedavg_key(cfg: FLConfig, defense: Defense | None = None, batched: bool = Tr
 
 def build_federation(cfg: FLConfig, data_dir=None, progress: bool = True):
     """Load the data of ``cfg`` and partition it: ``(x, y, parts, (x_test, y_test))``."""
-    from . import data as D
-
     x, y = D.load_dataset(cfg.dataset, "train", data_dir, progress=progress)
     xt, yt = D.load_dataset(cfg.dataset, "test", data_dir, progress=progress)
     k = cfg.max_per_class or D.PAPER_PARTITION.get(cfg.dataset, {}).get("max_per_class", _DEFAULT_MAX_PER_CLASS)

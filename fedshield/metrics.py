@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from .errors import FedshieldError
+from .utils import eval_mode
 
 
 def _as_batch(x: Tensor) -> Tensor:
@@ -44,12 +45,10 @@ def ssim(x: Tensor, ref: Tensor, data_range: float = 1.0) -> Tensor:
 @torch.no_grad()
 def accuracy(model: torch.nn.Module, x: Tensor, y: Tensor, batch_size: int = 2000) -> float:
     """Top-1 accuracy of ``model`` on ``(x, y)`` in eval mode."""
-    was = model.training
-    model.eval()
     correct = 0
-    for i in range(0, len(x), batch_size):
-        correct += (model(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum().item()
-    model.train(was)
+    with eval_mode(model):
+        for i in range(0, len(x), batch_size):
+            correct += (model(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum().item()
     return correct / max(1, len(x))
 
 

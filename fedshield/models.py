@@ -15,6 +15,16 @@ from torch import nn
 from .errors import FedshieldError
 
 
+def dlg_init_(model: nn.Module, generator: torch.Generator | None = None) -> nn.Module:
+    """DLG's initialisation, in place: every parameter (weights and biases, in
+    ``model.parameters()`` order) ~ uniform(-0.5, 0.5), drawn from ``generator`` (``None``: the
+    global RNG). Returns ``model``."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.uniform_(-0.5, 0.5, generator=generator)
+    return model
+
+
 def _out_hw(hw: int, stride: int) -> int:
     # conv 5x5, padding 2: out = floor((hw + 4 - 5) / stride) + 1
     return (hw - 1) // stride + 1
@@ -38,11 +48,8 @@ class LeNet(nn.Module):
             self.dlg_init_()
 
     def dlg_init_(self, generator: torch.Generator | None = None) -> "LeNet":
-        """DLG's initialisation: every weight and bias ~ uniform(-0.5, 0.5)."""
-        with torch.no_grad():
-            for p in self.parameters():
-                p.uniform_(-0.5, 0.5, generator=generator)
-        return self
+        """DLG's initialisation, in place: :func:`dlg_init_`."""
+        return dlg_init_(self, generator)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The input representation of the FC layer (what PLD/Soteria prunes)."""

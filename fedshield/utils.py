@@ -1,13 +1,19 @@
-"""Small shared helpers: generators, flattening parameters, input checks."""
+"""Small shared helpers: generators, the eval-mode context manager, input checks.
+
+``param_sizes``, ``flatten`` and ``unflatten`` live in :mod:`fedshield.params` (the flat-vector
+layout) and are re-exported here because notebooks import them from ``fedshield.utils``.
+"""
 from __future__ import annotations
 
+import contextlib
 import secrets
-from typing import Iterable, Sequence
+from typing import Iterator
 
 import torch
 from torch import Tensor, nn
 
 from .errors import FedshieldError
+from .params import flatten, param_sizes, unflatten  # noqa: F401  (re-exported)
 
 
 def make_generator(seed: int | None = None, device: str | torch.device = "cpu") -> torch.Generator:
@@ -18,26 +24,17 @@ def make_generator(seed: int | None = None, device: str | torch.device = "cpu") 
     return g
 
 
-def param_sizes(model: nn.Module) -> list[int]:
-    """Number of entries of each trainable parameter tensor, in ``model.parameters()`` order."""
-    return [p.numel() for p in model.parameters() if p.requires_grad]
-
-
-def flatten(tensors: Iterable[Tensor]) -> Tensor:
-    """Concatenate tensors into one flat vector (the 'flattened gradient' of the paper)."""
-    return torch.cat([t.reshape(-1) for t in tensors])
-
-
-def unflatten(flat: Tensor, like: Sequence[Tensor]) -> list[Tensor]:
-    """Split a flat vector back into tensors shaped like ``like``."""
-    out, i = [], 0
-    for t in like:
-        n = t.numel()
-        out.append(flat[i:i + n].view_as(t))
-        i += n
-    if i != flat.numel():
-        raise FedshieldError(f"flat vector has {flat.numel()} entries, the tensors need {i}")
-    return out
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """``with eval_mode(model):`` runs the block with ``model.eval()`` (BatchNorm on running
+    statistics, Dropout off) and restores the previous train/eval mode afterwards, also when the
+    block raises."""
+    was = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was)
 
 
 def check_int(v, name: str, lo: int = 1) -> int:

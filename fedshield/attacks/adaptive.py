@@ -1,0 +1,97 @@
+"""The adaptive ("muted") attacker against the paper's defense: find the noisy slices of a shared
+update and match only the others.
+
+Against PLD the muted attacker drops the FC layer (:func:`fedshield.params.fc_mask`), against GC
+it matches the non-zero entries; against the paper's defense it needs :func:`detect_noisy_slices`
+and a clean per-entry scale (:func:`gradient_reference`) computed from public data.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import FedshieldError
+from ..params import check_bounds, n_params, slice_ids
+from .common import victim_gradients
+
+__all__ = ["detect_noisy_slices", "slice_mask", "gradient_reference"]
+
+
+def detect_noisy_slices(updates: Tensor, bounds: Tensor, sigma: float, *, n_noisy: Optional[int] = None,
+                        reference: Optional[Tensor] = None) -> Tensor:
+    """Which slices of a shared update carry the defense's noise, judged from the update alone.
+
+    The attacker models a clean entry as ``u_i ~ N(0, r_i)`` and a perturbed one as
+    ``N(0, r_i + sigma^2)`` and scores every slice j by the Gaussian log-likelihood ratio
+
+    ``LLR_j = sum_{i in j} 1/2 [ log(r_i / (r_i + sigma^2)) + u_i^2 sigma^2 / (r_i (r_i + sigma^2)) ]``.
+
+    ``r_i`` is the typical clean square of entry i, which a server can compute from public data
+    (:func:`gradient_reference`: the mean square of per-sample gradients of the root set). Without
+    it, ``r_i`` is the update's own mean square (one scale for all entries: a weaker attacker).
+    Entries whose clean scale is far below sigma carry the evidence, so a per-entry reference
+    matters: with the DLG-initialised LeNet, gradient entries are often as large as sigma = 0.1 and
+    a plain per-slice mean square finds only ~50-65% of the noisy slices, the LLR ~98%.
+
+    Selected: the ``n_noisy`` highest scores (the number of perturbed slices
+    ``max(1, floor(s * ratio))`` is public), else every slice with ``LLR_j > 0``.
+
+    Parameters
+    ----------
+    updates : ``[P]`` or ``[V, P]`` shared updates.
+    bounds : ``[s + 1]`` slice boundaries (the server recomputes them from the public root set).
+    sigma : the defense's noise standard deviation (public).
+    reference : ``[P]`` clean per-entry mean squares.
+
+    Returns
+    -------
+    bool ``[s]`` / ``[V, s]``: True = judged noisy.
+    """
+    single = updates.dim() == 1
+    u = (updates.unsqueeze(0) if single else updates).to(torch.float64)
+    P = u.shape[1]
+    b = check_bounds(bounds, P)
+    ids = slice_ids(b, u.device)
+    s = b.numel() - 1
+    if not float(sigma) > 0:
+        raise FedshieldError(f"sigma must be > 0, got {sigma}")
+    s2 = float(sigma) ** 2
+    if reference is None:
+        r = (u * u).mean(1, keepdim=True).expand_as(u)
+    else:
+        r = torch.as_tensor(reference, dtype=torch.float64, device=u.device)
+        if r.shape != (P,):
+            raise FedshieldError(f"reference must be [P] with P = {P}, got {tuple(r.shape)}")
+        r = r.expand_as(u)
+    r = r.clamp_min(1e-20)
+    llr = 0.5 * (torch.log(r / (r + s2)) + u * u * s2 / (r * (r + s2)))
+    score = torch.zeros(u.shape[0], s, dtype=torch.float64, device=u.device).index_add_(1, ids, llr)
+    if n_noisy is not None:
+        if not 1 <= int(n_noisy) <= s:
+            raise FedshieldError(f"n_noisy must be in [1, {s}], got {n_noisy}")
+        idx = score.topk(int(n_noisy), dim=1).indices
+        noisy = torch.zeros_like(score, dtype=torch.bool).scatter_(1, idx, True)
+    else:
+        noisy = score > 0
+    return noisy[0] if single else noisy
+
+
+def slice_mask(bounds: Tensor, noisy: Tensor, P: Optional[int] = None) -> Tensor:
+    """Boolean ``[P]`` / ``[V, P]`` mask of the entries *outside* the noisy slices."""
+    bounds = torch.as_tensor(bounds, dtype=torch.long)
+    b = check_bounds(bounds, int(bounds[-1]) if P is None else P)
+    return ~noisy[..., slice_ids(b, noisy.device)]
+
+
+def gradient_reference(model: nn.Module, x: Tensor, y: Tensor, chunk: int = 50) -> Tensor:
+    """Per-entry mean square of clean per-sample gradients over ``(x, y)`` (e.g. the public root
+    set): ``r_i = mean_n g_i(x_n, y_n)^2``, ``[P]``."""
+    if x.dim() == 4:
+        x, y = x.unsqueeze(1), torch.as_tensor(y).reshape(-1, 1)
+    acc = torch.zeros(n_params(model), dtype=torch.float64)
+    for i in range(0, len(x), chunk):
+        g = victim_gradients(model, x[i:i + chunk], y[i:i + chunk]).to(torch.float64)
+        acc += (g * g).sum(0)
+    return (acc / len(x)).to(torch.float32)

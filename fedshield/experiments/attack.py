@@ -1,0 +1,391 @@
+"""Attack experiments: victims from a data set, their (defended) shared updates, DLG / Inverting
+Gradients, metrics, the per-victim result cache.
+
+One experiment is an :class:`AttackConfig`; :func:`run_attack` runs it:
+
+1. the attacked model (seeded initialisation, DLG's U(-0.5, 0.5) for LeNet by default);
+2. ``images`` victims, a seeded random sample of the test split, ``batch_size`` images each, and
+   the update each one shares (one local step: the loss gradient; or ``local_epochs`` of SGD);
+3. the defense from the registry (:func:`fedshield.experiments.registry.build_defense`, noise
+   seed ``defense_seed(seed)``; for 'ours' a root set of ``root_size`` training images);
+4. the muted attacker's mask (if ``muted``) and the labels (known, iDLG, or optimised);
+5. the attack, ``chunk`` victims at a time, and PSNR / SSIM per victim.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from ..attacks import ATTACKS, INITS
+from ..attacks.adaptive import detect_noisy_slices, gradient_reference, slice_mask
+from ..attacks.common import AttackResult, fedavg_update, init_dummy, victim_gradients
+from ..attacks.dlg import dlg_batch
+from ..attacks.inverting import inverting_gradients_batch
+from ..attacks.labels import infer_label
+from ..baselines import DEFENSES
+from ..cache import ResultCache, config_dict, config_key
+from ..data import load_dataset, root_set
+from ..errors import FedshieldError
+from ..hooks import Defense, RoundContext
+from ..metrics import psnr, ssim, summarize
+from ..models import DATASET_SHAPES, build_model, dlg_init_
+from ..params import fc_mask
+from ..utils import make_generator
+from .registry import ROOT_OPTIONS, SEEDED_DEFENSES, build_defense, split_root_options
+
+__all__ = ["AttackConfig", "run_attack", "LABEL_MODES", "VICTIMS", "MODEL_INITS"]
+
+LABEL_MODES = ("known", "infer", "joint")
+VICTIMS = ("gradient", "fedavg")
+MODEL_INITS = ("auto", "dlg", "default")
+
+
+@dataclass(frozen=True)
+class AttackConfig:
+    """One attack experiment (hashable; its results are cached under :meth:`cache_key`).
+
+    Attributes
+    ----------
+    dataset, model : see :func:`fedshield.models.build_model`; ``model_kwargs`` overrides, e.g.
+        ``(("width", 16),)`` for a narrow ConvNet, ``(("n_conv", 3),)`` for DLG's 3-conv LeNet.
+    attack : 'dlg' or 'ig'.
+    defense : a name of :func:`fedshield.baselines.make_defense` with the paper's settings for the
+        attack, overridden by ``defense_kwargs`` (e.g. ``(("ratio", 0.3),)``).
+    root_size, root_bias : the server's root set for 'ours' (training images,
+        :func:`fedshield.data.root_set`): its size (default 100) and the fraction drawn from class
+        0 (default ``None``: uniform). The old spelling ``defense_kwargs=(("root_size", n),)`` /
+        ``(("root_bias", b),)`` is still accepted: it is moved into these fields, so both spellings
+        are one config with one cache key.
+    muted : the adaptive attacker: against 'pld' it drops the FC layer; against 'ours' it detects
+        the noisy slices (:func:`fedshield.attacks.detect_noisy_slices`) and matches the rest;
+        against 'gc' it matches only the non-zero (unpruned) entries.
+    images : number of victims (each a client update of ``batch_size`` test images).
+    iterations : DLG: L-BFGS steps; IG: Adam steps.
+    seed : victims (a seeded random sample of the test split), model initialisation, dummy
+        starts and, through ``defense_seed(seed) = seed + 1009``, the defense's noise.
+    label : 'known' (the paper's worst case), 'infer' (iDLG rule, batch 1) or 'joint'
+        (soft label optimised with the image, DLG's original).
+    model_init : 'dlg' (every parameter ~ U(-0.5, 0.5), DLG's LeNet), 'default' (PyTorch's) or
+        'auto' (dlg for LeNet, default otherwise).
+    victim : 'gradient' (one local step: the shared update is the loss gradient, the paper's
+        setting) or 'fedavg' (``local_epochs`` SGD steps at ``local_lr``; the attacker matches
+        ``update / (local_lr * steps)``, the mean gradient along the trajectory).
+    lr, tv, init, restarts : attack hyper-parameters; ``None`` = the attack's default.
+    """
+
+    dataset: str = "cifar10"
+    model: str = "lenet"
+    attack: str = "dlg"
+    defense: str = "none"
+    muted: bool = False
+    images: int = 8
+    iterations: int = 300
+    seed: int = 0
+    label: str = "known"
+    model_init: str = "auto"
+    victim: str = "gradient"
+    defense_kwargs: tuple = ()
+    model_kwargs: tuple = ()
+    batch_size: int = 1
+    local_epochs: int = 5
+    local_lr: float = 1e-2
+    lr: Optional[float] = None
+    tv: Optional[float] = None
+    init: Optional[str] = None
+    restarts: int = 1
+    root_size: int = 100
+    root_bias: Optional[float] = None
+
+    def __post_init__(self):
+        if not isinstance(self.defense_kwargs, tuple) or not all(
+                isinstance(p, tuple) and len(p) == 2 for p in self.defense_kwargs):
+            return  # validate() reports it
+        rest, root = split_root_options(self.defense_kwargs)
+        defaults = {f.name: f.default for f in dataclasses.fields(self) if f.name in ROOT_OPTIONS}
+        for k, v in root.items():
+            if k == "root_size" and isinstance(v, (int, float)) and not isinstance(v, bool) and float(v) == int(v):
+                v = int(v)
+            cur = getattr(self, k)
+            if cur != defaults[k] and cur != v:
+                raise FedshieldError(f"{k} is given twice, {cur!r} as a field and {v!r} in defense_kwargs")
+            object.__setattr__(self, k, v)
+        object.__setattr__(self, "defense_kwargs", rest)
+
+    def validate(self) -> "AttackConfig":
+        for field_, choices in (("attack", ATTACKS), ("defense", DEFENSES), ("dataset", sorted(DATASET_SHAPES)),
+                                ("label", LABEL_MODES), ("victim", VICTIMS), ("model_init", MODEL_INITS)):
+            if getattr(self, field_) not in choices:
+                raise FedshieldError(f"unknown {field_} {getattr(self, field_)!r}; choose from {list(choices)}")
+        if self.model.lower() not in ("lenet", "convnet"):
+            raise FedshieldError(f"unknown model {self.model!r}; choose from ['convnet', 'lenet']")
+        for name in ("images", "iterations", "batch_size", "local_epochs", "restarts", "root_size"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
+                raise FedshieldError(f"{name} must be a positive integer, got {v!r}")
+        if self.root_bias is not None and not 0.0 <= float(self.root_bias) <= 1.0:
+            raise FedshieldError(f"root_bias must be in [0, 1] or None, got {self.root_bias!r}")
+        if self.label == "infer" and self.batch_size != 1:
+            raise FedshieldError("label='infer' (the iDLG rule) needs batch_size 1")
+        if self.muted and self.defense not in ("pld", "ours", "gc"):
+            raise FedshieldError(f"a muted attack is defined against 'pld', 'ours' and 'gc', not {self.defense!r}")
+        if self.init is not None and self.init not in INITS:
+            raise FedshieldError(f"unknown init {self.init!r}; choose from {list(INITS)}")
+        for name in ("defense_kwargs", "model_kwargs"):
+            v = getattr(self, name)
+            if not isinstance(v, tuple) or not all(isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str)
+                                                   for p in v):
+                raise FedshieldError(f"{name} must be a tuple of (name, value) pairs, got {v!r}")
+        return self
+
+    def cache_key(self) -> str:
+        """The result-cache key: a hash of the fields that determine the result. The root set's
+        fields count only for 'ours' (no other defense has one), so configs of the other
+        defenses keep the keys they had before the fields existed; defenses that draw noise are
+        tagged with the seed rule (``defense_seed``), under which their numbers are computed."""
+        d = config_dict(self)
+        if self.defense != "ours":
+            for k in ROOT_OPTIONS:
+                d.pop(k)
+        if self.defense in SEEDED_DEFENSES:
+            d["defense_seed_rule"] = "seed+1009"
+        return config_key(d, "attack")
+
+
+def _seed_of(*parts: int) -> int:
+    """A stable 63-bit seed derived from integers (victim-wise streams independent of chunking)."""
+    h = hashlib.sha256(",".join(str(int(p)) for p in parts).encode()).digest()
+    return int.from_bytes(h[:8], "little") >> 1
+
+
+def _build_attack_model(cfg: AttackConfig) -> nn.Module:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(_seed_of(cfg.seed, 1))
+        model = build_model(cfg.model, cfg.dataset, **dict(cfg.model_kwargs))
+    init = cfg.model_init
+    if init == "auto":
+        init = "dlg" if cfg.model.lower() == "lenet" else "default"
+    if init == "dlg":
+        dlg_init_(model, make_generator(_seed_of(cfg.seed, 2)))
+    return model.eval()
+
+
+def _match_order(xr: Tensor, xt: Tensor) -> Tensor:
+    """Reorder the B reconstructions of one victim to best match the true images (PSNR,
+    Hungarian assignment); identity for B = 1."""
+    B = xt.shape[0]
+    if B == 1:
+        return xr
+    mse = ((xr.clamp(0, 1)[:, None] - xt[None]) ** 2).flatten(2).mean(2)
+    rows, cols = linear_sum_assignment(mse.numpy())
+    out = torch.empty_like(xr)
+    out[cols] = xr[rows]
+    return out
+
+
+def attack_root_set(cfg: AttackConfig, data_dir=None) -> tuple[Tensor, Tensor]:
+    """The server's root set of an attack experiment: ``cfg.root_size`` training images
+    (``cfg.root_bias`` from class 0), drawn with ``cfg.seed``."""
+    xtr, ytr = load_dataset(cfg.dataset, "train", data_dir)
+    idx = root_set(ytr, cfg.root_size, bias=cfg.root_bias, seed=cfg.seed)
+    return xtr[idx], ytr[idx]
+
+
+def attack_defense(cfg: AttackConfig, model: nn.Module, data_dir=None) -> Defense:
+    """The defense of ``cfg`` from the registry (root set: :func:`attack_root_set`)."""
+    return build_defense(cfg.defense, seed=cfg.seed, attack=cfg.attack, options=cfg.defense_kwargs, model=model,
+                         root_size=cfg.root_size, root_bias=cfg.root_bias,
+                         root_source=lambda n, bias: attack_root_set(cfg, data_dir))
+
+
+@dataclass
+class Victims:
+    """The victims of an experiment and what the attacker gets from them (every victim at once).
+
+    ``index`` ``[V, B]`` test-split indices, ``x`` ``[V, B, C, H, W]``, ``y`` ``[V, B]``; ``shared``
+    ``[V, P]`` the defended updates; ``mask`` the muted attacker's ``[P]`` / ``[V, P]`` mask (or
+    ``None``); ``label`` the labels the attack uses (``None``: optimised); ``detect_precision``
+    per victim (muted attack on 'ours', else ``None``)."""
+
+    index: Tensor
+    x: Tensor
+    y: Tensor
+    shared: Tensor
+    mask: Optional[Tensor]
+    label: Optional[Tensor]
+    detect_precision: list
+
+
+def _muted_mask(cfg: AttackConfig, model: nn.Module, defense: Defense, shared: Tensor,
+                ctx: RoundContext) -> tuple[Tensor, list]:
+    """The adaptive attacker's mask and, against 'ours', its detection precision per victim."""
+    V = cfg.images
+    if cfg.defense == "pld":
+        return fc_mask(model), [None] * V
+    if cfg.defense == "gc":
+        return shared != 0, [None] * V
+    bounds = defense.bounds  # the server recomputes the slices from the public root set
+    k = int(defense.k)  # max(1, floor(s * ratio)): public
+    ref = gradient_reference(model, defense.root_x, defense.root_y)
+    noisy = detect_noisy_slices(shared, bounds, float(defense.sigma), n_noisy=k, reference=ref)
+    truth = torch.zeros_like(noisy).scatter_(1, ctx.extra["perturbed_slices"], True)
+    precision = ((noisy & truth).sum(1).float() / noisy.sum(1).float()).tolist()
+    return slice_mask(bounds, noisy, shared.shape[1]), precision
+
+
+def _prepare_victims(cfg: AttackConfig, model: nn.Module, data_dir) -> Victims:
+    """Victim images, their shared (defended) updates, the attacker's masks and labels -- for
+    every victim at once (cheap; deterministic regardless of how the attacks are chunked)."""
+    xte, yte = load_dataset(cfg.dataset, "test", data_dir)
+    n = cfg.images * cfg.batch_size
+    if n > len(xte):
+        raise FedshieldError(f"{n} test images requested, the split has {len(xte)}")
+    perm = torch.randperm(len(xte), generator=make_generator(_seed_of(cfg.seed, 0)))[:n]
+    idx = perm.view(cfg.images, cfg.batch_size)
+    xv, yv = xte[idx], yte[idx]  # [V, B, C, H, W], [V, B]
+    if cfg.victim == "gradient":
+        g = victim_gradients(model, xv, yv)
+    else:
+        steps = cfg.local_epochs
+        g = torch.stack([fedavg_update(model, xv[v], yv[v], lr=cfg.local_lr, epochs=cfg.local_epochs)
+                         for v in range(cfg.images)]) / (cfg.local_lr * steps)
+    defense = attack_defense(cfg, model, data_dir)
+    defense.on_round_start(model, 0)
+    ctx = RoundContext(round=0, model=model, weights=torch.full((cfg.images,), 1.0 / cfg.images),
+                       client_ids=list(range(cfg.images)), client_data=[(xv[v], yv[v]) for v in range(cfg.images)],
+                       generator=make_generator(_seed_of(cfg.seed, 4)))
+    shared = defense.client(g.clone(), ctx).detach()
+    mask, precision = None, [None] * cfg.images
+    if cfg.muted:
+        mask, precision = _muted_mask(cfg, model, defense, shared, ctx)
+    if cfg.label == "known":
+        lab = yv
+    elif cfg.label == "infer":
+        lab = infer_label(shared, model)
+    else:
+        lab = None
+    return Victims(idx, xv, yv, shared, mask, lab, precision)
+
+
+def _attack_chunk(cfg: AttackConfig, model: nn.Module, victims: Victims, vids: list[int],
+                  progress: bool) -> AttackResult:
+    """Attack the victims ``vids`` together (each with its own seeded start)."""
+    xv = victims.x
+    shape = (cfg.batch_size,) + tuple(xv.shape[2:])
+    init = cfg.init or ("uniform" if cfg.attack == "dlg" else "gray")
+    inits = torch.stack([init_dummy(init, 1, shape, make_generator(_seed_of(cfg.seed, 5, v)), xv.dtype, xv.device)[0]
+                         for v in vids])
+    if cfg.attack == "ig" and cfg.restarts > 1:
+        inits = None  # restarts draw their own starts from the chunk generator
+    mask = victims.mask
+    m = None if mask is None else (mask[vids] if mask.dim() == 2 else mask)
+    lb = None if victims.label is None else victims.label[vids]
+    gen = make_generator(_seed_of(cfg.seed, 6, vids[0]))
+    hyper = {k: v for k, v in (("lr", cfg.lr), ("tv", cfg.tv)) if v is not None}
+    common = dict(label=lb, iterations=cfg.iterations, init=inits if inits is not None else init, mask=m,
+                  generator=gen, progress=progress)
+    if cfg.attack == "dlg":
+        hyper.pop("tv", None)
+        return dlg_batch(model, victims.shared[vids], shape, **common, **hyper)
+    return inverting_gradients_batch(model, victims.shared[vids], shape, restarts=cfg.restarts, **common, **hyper)
+
+
+def _victim_row(cfg: AttackConfig, victims: Victims, v: int, xr: Tensor, res: AttackResult, j: int,
+                seconds: float) -> dict:
+    xr_c = xr.clamp(0, 1)
+    xt = victims.x[v]
+    lp = res.label[j].reshape(-1).tolist()
+    lt = victims.y[v].reshape(-1).tolist()
+    many = cfg.batch_size > 1
+    return {"victim": v, "index": victims.index[v].tolist() if many else int(victims.index[v, 0]),
+            "label": lt if many else lt[0], "label_pred": lp if many else lp[0],
+            "label_correct": bool(sorted(lp) == sorted(lt)),
+            "psnr": float(psnr(xr_c, xt).mean()), "ssim": float(ssim(xr_c, xt).mean()),
+            "grad_loss": float(res.loss[j]), "seconds": seconds, "evaluations": int(res.evaluations[j]),
+            "detect_precision": victims.detect_precision[v]}
+
+
+def _summary(cfg: AttackConfig, rows: list[dict]) -> dict:
+    V = len(rows)
+    secs = sum(r["seconds"] for r in rows)
+    det = [r["detect_precision"] for r in rows if r["detect_precision"] is not None]
+    summary = {"psnr": summarize(r["psnr"] for r in rows), "ssim": summarize(r["ssim"] for r in rows),
+               "grad_loss": summarize(r["grad_loss"] for r in rows),
+               "label_accuracy": float(np.mean([r["label_correct"] for r in rows])),
+               "seconds": secs, "images_per_second": (V * cfg.batch_size / secs) if secs > 0 else float("inf")}
+    if det:
+        summary["detect_precision"] = float(np.mean(det))
+    return summary
+
+
+def run_attack(cfg: AttackConfig, *, data_dir=None, progress: bool = True, cache: bool = True,
+               chunk: int = 8, cache_dir=None) -> dict:
+    """Run one attack experiment: victims, (defended) shared updates, attacks, metrics.
+
+    Victims are a seeded random sample of the test split, ``cfg.images`` client updates of
+    ``cfg.batch_size`` images each, attacked ``chunk`` at a time (vectorised). For each victim a
+    row ``{victim, index, label, label_pred, label_correct, psnr, ssim, grad_loss, seconds,
+    detect_precision}`` is stored in the result cache under the config's key as soon as its chunk
+    finishes (an interrupted run resumes), with the reconstruction in an ``.npz`` next to it.
+
+    Returns
+    -------
+    dict with ``config``, ``key``, ``rows`` (per victim), ``summary`` (mean / std / median / min /
+    max of PSNR, SSIM, gradient loss; label accuracy; images per second), ``npz`` (path of
+    ``x_true``, ``x_rec`` ``[V, B, C, H, W]``, ``labels``, ``index``; ``None`` with
+    ``cache=False``) and the arrays ``x_true``, ``x_rec`` (numpy).
+    """
+    if not isinstance(cfg, AttackConfig):
+        raise FedshieldError("run_attack expects an AttackConfig")
+    cfg.validate()
+    if int(chunk) < 1:
+        raise FedshieldError(f"chunk must be >= 1, got {chunk}")
+    rc = ResultCache(cache_dir) if cache else None
+    key = cfg.cache_key()
+    model = _build_attack_model(cfg)
+    victims = _prepare_victims(cfg, model, data_dir)
+    V = cfg.images
+    rows: list[Optional[dict]] = [None] * V
+    recs: list[Optional[np.ndarray]] = [None] * V
+    vdir = (rc.dir / key) if rc else None
+    if rc:
+        for v in range(V):
+            row = rc.get(f"{key}/v{v:04d}")
+            npz = vdir / f"v{v:04d}.npz"
+            if row is not None and npz.exists():
+                rows[v] = row
+                recs[v] = np.load(npz)["x_rec"]
+    todo = [v for v in range(V) if rows[v] is None]
+    with tqdm(total=V, initial=V - len(todo), desc=f"{cfg.attack} vs {cfg.defense}{' (muted)' if cfg.muted else ''}",
+              disable=not progress, unit="victim") as bar:
+        for c in range(0, len(todo), int(chunk)):
+            vids = todo[c:c + int(chunk)]
+            res = _attack_chunk(cfg, model, victims, vids, progress)
+            per = res.seconds / len(vids)
+            for j, v in enumerate(vids):
+                xr = _match_order(res.x[j].detach().cpu(), victims.x[v])
+                rows[v] = _victim_row(cfg, victims, v, xr, res, j, per)
+                recs[v] = xr.clamp(0, 1).numpy().astype(np.float32)
+                if rc:
+                    vdir.mkdir(parents=True, exist_ok=True)
+                    np.savez_compressed(vdir / f"v{v:04d}.npz", x_rec=recs[v])
+                    rc.put(f"{key}/v{v:04d}", rows[v])
+            bar.update(len(vids))
+    x_rec = np.stack(recs)
+    x_true = victims.x.numpy()
+    summary = _summary(cfg, rows)
+    npz_path = None
+    if rc:
+        npz_path = rc.dir / f"{key}.npz"
+        np.savez_compressed(npz_path, x_true=x_true, x_rec=x_rec, labels=victims.y.numpy(),
+                            index=victims.index.numpy())
+        rc.put(key, {"config": config_dict(cfg), "result": {"rows": rows, "summary": summary}})
+    return {"config": config_dict(cfg), "key": key, "rows": rows, "summary": summary,
+            "npz": None if npz_path is None else str(npz_path), "x_true": x_true, "x_rec": x_rec}
