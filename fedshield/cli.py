@@ -1,4 +1,4 @@
-"""``fedshield`` command line: ``train``, ``attack``, ``reproduce``.
+"""``fedshield`` command line: ``train``, ``attack``, ``reproduce``, ``data``.
 
 Each sub-command lives in :mod:`fedshield.commands` (one module each, exposing
 ``add_parser(subparsers)`` that sets ``func``). Bad input prints one line and exits 2.
@@ -11,7 +11,7 @@ import sys
 
 from .errors import FedshieldError
 
-COMMANDS = ["train", "attack", "reproduce"]
+COMMANDS = ["train", "attack", "reproduce", "data"]
 
 
 def build_parser() -> argparse.ArgumentParser:

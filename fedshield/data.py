@@ -30,9 +30,9 @@ CIFAR-10 training images take about a second as float32, ~0.1 s with ``dtype=tor
 ``$FEDSHIELD_DATA_CACHE`` when set, else ``<data dir>/_cache/`` when the data directory is
 writable, else ``$XDG_CACHE_HOME/fedshield/data`` (default ``~/.cache/fedshield/data``).
 The cache key covers the source files' paths, sizes and mtimes; bump ``_CACHE_VERSION`` when the
-decoding changes. ``python -m fedshield.data download mnist fmnist cifar10 --data-dir DIR`` fetches
-the official files (checksums verified); ``python -m fedshield.data prepare cifar10`` decodes and
-caches. The CIFAR pickles are read with :mod:`pickle`: use only the official (checksummed) files.
+decoding changes. ``fedshield data download mnist fmnist cifar10 --data-dir DIR`` fetches
+the official files (checksums verified); ``fedshield data prepare cifar10`` decodes and
+caches (``python -m fedshield.data ...`` still works). The CIFAR pickles are read with :mod:`pickle`: use only the official (checksummed) files.
 
 Partitions
 ----------
@@ -44,7 +44,6 @@ biased towards one class (Table III[C]). All are deterministic in ``seed`` (``No
 """
 from __future__ import annotations
 
-import argparse
 import gzip
 import hashlib
 import io
@@ -63,6 +62,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from .errors import FedshieldError
 from .utils import make_generator
@@ -172,7 +172,7 @@ def canonical_name(name: str) -> str:
 
 
 def _how_to_get(name: str, root: Path) -> str:
-    return (f"get it with `python -m fedshield.data download {name} --data-dir {root}` "
+    return (f"get it with `fedshield data download {name} --data-dir {root}` "
             f"or point FEDSHIELD_DATA at a directory that has it")
 
 
@@ -338,7 +338,6 @@ def _load_cifar10_jpeg(split: str, root: Path, progress: bool):
 
     def read():
         from PIL import Image
-        from tqdm.auto import tqdm
 
         with np.load(p) as z:
             jpeg, offs = z[f"{split}_jpeg"], z[f"{split}_offsets"]
@@ -761,7 +760,6 @@ def _digest(path: Path, algo: str) -> str:
 
 def _fetch(urls: Sequence[str], dest: Path, algo: str, digest: str, progress: bool) -> None:
     """Download ``dest`` from the first URL that serves the right bytes (atomic write)."""
-    from tqdm.auto import tqdm
 
     errors = []
     for url in urls:
@@ -827,42 +825,7 @@ def download(names: str | Iterable[str], data_dir: str | os.PathLike | None = No
                         tar.extractall(folder)
 
 
-# --------------------------------------------------------------------------------------------
-# python -m fedshield.data
-# --------------------------------------------------------------------------------------------
-def _main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m fedshield.data",
-        description="Fetch (with checksum verification) or decode-and-cache fedshield's datasets.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    p = sub.add_parser("download", help="download datasets from the official sources")
-    p.add_argument("names", nargs="+", help=f"datasets: {', '.join(DATASETS)}")
-    p.add_argument("--data-dir", default=None, help="target directory (default: $FEDSHIELD_DATA or ./data)")
-    p.add_argument("--mirror", action="append", default=None,
-                   help="URL prefix to fetch from instead of the official ones (repeatable)")
-    q = sub.add_parser("prepare", help="decode both splits once and cache them")
-    q.add_argument("names", nargs="+", help=f"datasets: {', '.join(DATASETS)}")
-    q.add_argument("--data-dir", default=None, help="data directory (default: $FEDSHIELD_DATA or ./data)")
-    q.add_argument("--cifar10-source", default="auto", choices=CIFAR10_SOURCES)
-    args = parser.parse_args(argv)
-    if not args.command:
-        parser.print_help()
-        return 2
-    try:
-        if args.command == "download":
-            download(args.names, args.data_dir, mirrors=args.mirror)
-            print(f"{', '.join(args.names)}: verified files in {data_dir(args.data_dir)}")
-        else:
-            for nm in args.names:
-                for split in ("train", "test"):
-                    x, y = load_dataset(nm, split, args.data_dir, cifar10_source=args.cifar10_source)
-                    print(f"{canonical_name(nm)} {split}: {tuple(x.shape)}, {int(y.max()) + 1} classes")
-            print(f"cache: {cache_root(args.data_dir)}")
-    except FedshieldError as e:
-        print(f"python -m fedshield.data {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+if __name__ == "__main__":  # the old spelling of `fedshield data ...` (fedshield.commands.data)
+    from fedshield.commands.data import main
 
-
-if __name__ == "__main__":
-    sys.exit(_main())
+    sys.exit(main(sys.argv[1:], prog="python -m fedshield.data"))

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 
 import fedshield.attacks as A
+import fedshield.experiments.attack as XA
+from fedshield.params import check_bounds, slice_ids
 from fedshield.attacks import (AttackConfig, detect_noisy_slices, dlg, dlg_batch, fc_mask, fedavg_update, infer_label,
                                inverting_gradients, inverting_gradients_batch, param_ranges, run_attack, slice_mask,
                                victim_gradient, victim_gradients)
@@ -214,7 +216,7 @@ def test_detect_noisy_slices_finds_the_perturbed_slices():
     precision = (det & truth).sum().item() / det.sum().item()
     assert precision >= 0.9  # chance: 0.3
     mask = slice_mask(bounds, det)
-    kept_clean = ~truth[:, A._slice_ids(bounds, P)] & mask
+    kept_clean = ~truth[:, slice_ids(check_bounds(bounds, P))] & mask
     assert torch.equal(noisy[kept_clean], G[kept_clean])
     assert mask.sum(1).tolist() == [P - int((bounds.diff()[d]).sum()) for d in det]
     with pytest.raises(FedshieldError):
@@ -234,11 +236,19 @@ def test_attack_config_root_size_and_bias_choose_the_root_set(data_root):
 
     model = build_model("lenet", "mnist")
     cfg = AttackConfig(dataset="mnist", defense="ours", defense_kwargs=(("root_size", 30), ("root_bias", 1.0)))
-    d, (rx, ry) = A._defense_for(cfg, model, data_root)
-    assert rx.shape[0] == 30 and (ry == 0).all()  # bias 1: one class
-    cfg2 = AttackConfig(dataset="mnist", defense="ours", defense_kwargs=(("root_size", 30),))
-    _, (_, ry2) = A._defense_for(cfg2, model, data_root)
-    assert len(set(ry2.tolist())) > 1
+    # the old spelling (pseudo-options) is moved into the fields: one config, one cache key
+    assert cfg == AttackConfig(dataset="mnist", defense="ours", root_size=30, root_bias=1.0)
+    assert cfg.defense_kwargs == () and cfg.cache_key() == AttackConfig(
+        dataset="mnist", defense="ours", root_size=30, root_bias=1.0).cache_key()
+    d = XA.attack_defense(cfg, model, data_root)
+    assert d.root_x.shape[0] == 30 and (d.root_y == 0).all()  # bias 1: one class
+    cfg2 = AttackConfig(dataset="mnist", defense="ours", root_size=30)
+    assert len(set(XA.attack_defense(cfg2, model, data_root).root_y.tolist())) > 1
+    with pytest.raises(FedshieldError, match="twice"):
+        AttackConfig(defense="ours", root_size=50, defense_kwargs=(("root_size", 30),))
+    # the root set's fields count for 'ours' only: other defenses keep their keys
+    assert AttackConfig(defense="gc", root_size=30).cache_key() == AttackConfig(defense="gc").cache_key()
+    assert cfg2.cache_key() != AttackConfig(dataset="mnist", defense="ours").cache_key()
 
 
 # --------------------------------------------------------------------------------------------- runner
@@ -258,13 +268,13 @@ def test_run_attack_caches_per_victim_and_resumes(data_root, monkeypatch, tmp_pa
     rc = ResultCache()
     rc.path(f"{key}/v0001").unlink()
     calls = []
-    real = A._attack_chunk
+    real = XA._attack_chunk
 
-    def spy(cfg_, model, shared, mask, lab, xv, vids, progress):
+    def spy(cfg_, model, victims, vids, progress):
         calls.append(list(vids))
-        return real(cfg_, model, shared, mask, lab, xv, vids, progress)
+        return real(cfg_, model, victims, vids, progress)
 
-    monkeypatch.setattr(A, "_attack_chunk", spy)
+    monkeypatch.setattr(XA, "_attack_chunk", spy)
     again = run_attack(cfg, data_dir=data_root, progress=False)
     assert calls == [[1]]
     # same victim, same start; only float rounding differs with the chunk's batch size

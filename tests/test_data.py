@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from fedshield import data
+from fedshield import cli, data
 from fedshield.errors import FedshieldError
 
 MNIST_TRAIN_HIST = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -227,7 +227,7 @@ def test_missing_file_error_names_file_place_and_remedy(tmp_path, name, expected
         data.load_dataset(name, "train", tmp_path)
     msg = str(e.value)
     assert expected in msg and str(tmp_path) in msg
-    assert f"python -m fedshield.data download {name} --data-dir {tmp_path}" in msg
+    assert f"fedshield data download {name} --data-dir {tmp_path}" in msg
     assert "FEDSHIELD_DATA" in msg
 
 
@@ -457,11 +457,11 @@ def test_download_cifar_archive_extracts_and_cli(tmp_path, monkeypatch, cifar10_
     md5 = hashlib.md5((mirror / "cifar-10-python.tar.gz").read_bytes()).hexdigest()
     res = dict(data.RESOURCES["cifar10"], files={"cifar-10-python.tar.gz": ("md5", md5)})
     monkeypatch.setitem(data.RESOURCES, "cifar10", res)
-    rc = data._main(["download", "cifar10", "--data-dir", str(tmp_path / "dl"), "--mirror", mirror.as_uri()])
+    rc = cli.main(["data", "download", "cifar10", "--data-dir", str(tmp_path / "dl"), "--mirror", mirror.as_uri()])
     assert rc == 0
     x, y = data.load_dataset("cifar10", "test", tmp_path / "dl")
     assert torch.equal(x, xt[:20]) and torch.equal(y, yt[:20])
     capsys.readouterr()
-    rc = data._main(["download", "svhn", "--data-dir", str(tmp_path / "dl")])
+    rc = cli.main(["data", "download", "svhn", "--data-dir", str(tmp_path / "dl")])
     err = capsys.readouterr().err
     assert rc == 2 and "unknown dataset" in err and len(err.strip().splitlines()) == 1

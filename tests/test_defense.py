@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from itertools import combinations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -12,8 +13,8 @@ from scipy.stats import chi2
 from torch import nn
 
 from fedshield.defense import (PaperDefense, aggregate_noise_var, clip, compensate, leakage_risk,
-                               matrix_shape, mp_bounds, n_perturbed, per_sample_clipped_gradient,
-                               perturb, risk_slices, size_slices)
+                               matrix_shape, mp_bounds, mp_density, n_perturbed, paper_aggregate_noise_var,
+                               per_sample_clipped_gradient, perturb, risk_slices, size_slices)
 from fedshield.errors import FedshieldError
 from fedshield.hooks import RoundContext
 from fedshield.utils import make_generator, param_sizes
@@ -79,11 +80,26 @@ def test_last_layer_risk_is_not_zero_while_a_ones_probe_says_it_is():
     fc_w, fc_b = risk[-2], risk[-1]
     assert fc_w > 0.05 * risk.max() and fc_b > 0.0
     # the authors' ones-vector probe: d(sum of the last layer's gradient)/dx == 0 for CE
-    xr = x.clone().requires_grad_()
-    loss = F.cross_entropy(model(xr), y)
-    g_fc = torch.autograd.grad(loss, [model[-1].weight], create_graph=True)[0]
-    ones_probe = torch.autograd.grad(g_fc, xr, torch.ones_like(g_fc))[0]
-    assert ones_probe.abs().max() < 1e-6 * float(fc_w)
+    ones = leakage_risk(model, x, y, probe="ones")
+    assert float(ones[-2]) < 1e-6 * float(fc_w) and float(ones[-1]) < 1e-6 * float(fc_w)
+    assert bool((ones[:-2] > 0).all())
+
+
+def test_ones_probe_matches_a_per_sample_autograd_loop():
+    """probe='ones' is the authors' sensitivity ||d(sum g_l)/dx||, mean over samples; the loop is
+    the reference it is checked against (the book's Chapter 2 has the same loop)."""
+    model, (x, y) = tiny_cnn(), tiny_data()
+    model.eval()
+    params = list(model.parameters())
+    rows = []
+    for xi, yi in zip(x, y):
+        xi = xi.unsqueeze(0).clone().requires_grad_(True)
+        g = torch.autograd.grad(F.cross_entropy(model(xi), yi.view(1)), params, create_graph=True)
+        rows.append([torch.autograd.grad(gl.sum(), xi, retain_graph=True)[0].norm() for gl in g])
+    ref = torch.tensor(rows).mean(0)
+    torch.testing.assert_close(leakage_risk(model, x, y, probe="ones"), ref, rtol=1e-4, atol=1e-7)
+    with pytest.raises(FedshieldError, match="probe"):
+        leakage_risk(model, x, y, probe="twos")
 
 
 def test_risk_is_reproducible_and_restores_model_mode():
@@ -347,12 +363,23 @@ def test_compensate_with_the_papers_m_squared_variance_removes_nothing():
     every eigenvalue falls below lambda_minus, is kept, and the error stays where it was."""
     signal, agg, w, sigma = _low_rank_case()
     m = len(w)
-    paper_var = m * 0.2 * sigma ** 2 * float(w.sum())
+    paper_var = paper_aggregate_noise_var(w, 0.2, sigma, n_slices=10)
+    assert paper_var == pytest.approx(m * 0.2 * sigma ** 2 * float(w.sum()))
     assert paper_var == pytest.approx(m ** 2 * aggregate_noise_var(w, 0.2, sigma, n_slices=10))
     out, info = compensate(agg, paper_var, 6.0, return_info=True)
     assert info["dropped"] == 0
     torch.testing.assert_close(out, agg, rtol=1e-4, atol=1e-6)
     assert float((out - signal).norm()) > 0.99 * float((agg - signal).norm())
+
+
+def test_mp_density_integrates_to_one_on_its_support():
+    lo, hi = mp_bounds(0.3, 4.0)
+    lam = np.linspace(lo, hi, 200001)
+    dens = mp_density(lam, 0.3, 4.0)
+    assert np.trapezoid(dens, lam) == pytest.approx(1.0, abs=1e-3)
+    assert mp_density(np.array([lo / 2, hi * 2]), 0.3, 4.0).tolist() == [0.0, 0.0]
+    # its mean is the noise variance (E lambda = sigma^2 for the MP law)
+    assert np.trapezoid(lam * dens, lam) == pytest.approx(0.3, rel=1e-3)
 
 
 def test_compensate_restores_shape_and_keeps_everything_without_noise():

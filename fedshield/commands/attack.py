@@ -6,11 +6,15 @@ import ast
 import json
 import sys
 
+from ..attacks import ATTACKS
+from ..baselines import DEFENSES
+from ..errors import FedshieldError
+from ..experiments.attack import LABEL_MODES, VICTIMS, AttackConfig, run_attack
+from ..models import DATASET_SHAPES
+
 
 def _kv(text: str) -> tuple[str, object]:
     """``name=value`` with a Python literal value (``ratio=0.3``, ``compensate=False``)."""
-    from ..errors import FedshieldError
-
     if "=" not in text:
         raise FedshieldError(f"expected NAME=VALUE, got {text!r}")
     k, v = text.split("=", 1)
@@ -22,10 +26,6 @@ def _kv(text: str) -> tuple[str, object]:
 
 
 def add_parser(sub) -> None:
-    from ..attacks import ATTACKS, LABEL_MODES, VICTIMS
-    from ..baselines import DEFENSES
-    from ..models import DATASET_SHAPES
-
     p = sub.add_parser(
         "attack", help="attack shared gradients with DLG or Inverting Gradients",
         description="Reconstruct test images from the update a client shares (honest-but-curious server), "
@@ -51,6 +51,8 @@ def add_parser(sub) -> None:
     p.add_argument("--model-init", default="auto", help="auto, dlg or default (default: %(default)s)")
     p.add_argument("--defense-arg", action="append", default=[], metavar="NAME=VALUE",
                    help="override a defense setting, e.g. --defense-arg ratio=0.3 (repeatable)")
+    p.add_argument("--root-size", type=int, default=100,
+                   help="root-set size (training images) for --defense ours (default: %(default)s)")
     p.add_argument("--model-arg", action="append", default=[], metavar="NAME=VALUE",
                    help="model option, e.g. --model-arg width=16 (repeatable)")
     p.add_argument("--chunk", type=int, default=8, help="victims attacked together (default: %(default)s)")
@@ -62,9 +64,6 @@ def add_parser(sub) -> None:
 
 
 def _run(args) -> int:
-    from ..attacks import AttackConfig, run_attack
-    from ..errors import FedshieldError
-
     iterations = args.iterations
     if iterations is None:
         iterations = 1000 if args.attack == "ig" else 300
@@ -75,7 +74,7 @@ def _run(args) -> int:
                        label=args.label, model_init=args.model_init, victim=args.victim,
                        defense_kwargs=tuple(sorted(_kv(s) for s in args.defense_arg)),
                        model_kwargs=tuple(sorted(_kv(s) for s in args.model_arg)),
-                       batch_size=args.batch_size, restarts=args.restarts).validate()
+                       batch_size=args.batch_size, restarts=args.restarts, root_size=args.root_size).validate()
     res = run_attack(cfg, data_dir=args.data_dir, progress=not args.no_progress, cache=not args.no_cache,
                      chunk=args.chunk)
     s = res["summary"]

@@ -1,6 +1,8 @@
 """``fedshield reproduce``: run the notebooks with papermill, then build the book."""
 from __future__ import annotations
 
+from ..reproduce import run_notebooks
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -19,7 +21,5 @@ def add_parser(sub) -> None:
 
 
 def _run(args) -> int:
-    from ..reproduce import run_notebooks
-
     run_notebooks(args.profile, args.only, build=not args.no_build, progress=not args.no_progress)
     return 0

@@ -6,7 +6,12 @@ import json
 import sys
 from pathlib import Path
 
+import torch
+
+from ..baselines import DEFENSES
 from ..errors import FedshieldError
+from ..experiments import fl_defense
+from ..fl import FLConfig, run_fedavg
 
 
 def _int(text: str) -> int:
@@ -75,8 +80,6 @@ def add_parser(sub) -> None:
 
 
 def _run(args) -> int:
-    from ..fl import FLConfig, run_fedavg
-
     cfg = FLConfig(dataset=args.dataset, model=args.model, rounds=args.rounds, n_clients=args.clients,
                    per_round=args.per_round, local_epochs=args.local_epochs, local_lr=args.lr,
                    local_batch_size=args.batch_size, server_lr=args.server_lr, partition=args.partition,
@@ -84,8 +87,6 @@ def _run(args) -> int:
                    test_samples=args.test_samples)
     defense = _make_defense(args, cfg)
     if args.device.startswith("cuda"):
-        import torch
-
         if not torch.cuda.is_available():
             raise FedshieldError(f"device {args.device!r} requested but CUDA is not available")
     res = run_fedavg(cfg, defense, data_dir=args.data_dir, progress=not args.no_progress,
@@ -109,9 +110,6 @@ def _make_defense(args, cfg):
     """The defense named by ``--defense`` (``None`` for 'none') with the paper's settings against
     ``--attack``: :func:`fedshield.experiments.fl_defense` (root set outside every client's data,
     noise seeded from ``--seed``)."""
-    from ..baselines import DEFENSES
-    from ..experiments import fl_defense
-
     name = str(args.defense).lower()
     if name not in DEFENSES:
         raise FedshieldError(f"unknown defense {args.defense!r}; choose from {list(DEFENSES)}")
