@@ -39,12 +39,13 @@ from flwr.serverapp.strategy import FedAvg
 from flwr.simulation import run_simulation
 
 from fedshield.data import load_dataset, partition_noniid, root_set
+from fedshield.defense import PaperDefense
 from fedshield.errors import FedshieldError
 from fedshield.flower import DefendedStrategy, DefenseMod
 from fedshield.models import build_model
 
 N_CLIENTS, PER_ROUND, EPOCHS, LR, BS = 100, 10, 10, 0.1, 16
-SIGMA, RATIO, S, Q = 0.01, 0.2, 10, 6.0
+SIGMA, RATIO, S, Q = 0.1, 0.2, 10, 6.0  # sigma in gradient units: 0.01 on the weights at LR 0.1
 
 
 def lenet() -> torch.nn.Module:
@@ -85,7 +86,7 @@ def client_mod_cost(client_sets, root, reps: int = 20) -> tuple[float, float]:
     """(median seconds of DefenseMod's own work, median seconds of one local training), in-process."""
     torch.set_num_threads(1)
     model = lenet().dlg_init_(torch.Generator().manual_seed(0))
-    st = DefendedStrategy(FedAvg(), model, root_set=root, ratio=RATIO, sigma=SIGMA, n_slices=S, q=Q)
+    st = DefendedStrategy(FedAvg(), model, PaperDefense(*root, ratio=RATIO, sigma=SIGMA, n_slices=S, q=Q), local_lr=LR)
     arrays = ArrayRecord(model.state_dict())
     cfg = st.round_config(arrays, ConfigRecord({"server-round": 1}))
     md = Metadata(run_id=1, message_id="b", src_node_id=0, dst_node_id=1, reply_to_message_id="", group_id="1",
@@ -142,8 +143,8 @@ def main(argv=None) -> int:
             strategy = FedAvg(fraction_train=PER_ROUND / N_CLIENTS, fraction_evaluate=0.0,
                               min_train_nodes=PER_ROUND, min_available_nodes=N_CLIENTS)
             if defended:
-                strategy = DefendedStrategy(strategy, model, root_set=root, ratio=RATIO, sigma=SIGMA,
-                                            n_slices=S, q=Q, seed=phase)
+                strategy = DefendedStrategy(strategy, model, PaperDefense(*root, ratio=RATIO, sigma=SIGMA, n_slices=S,
+                                                                          q=Q, seed=phase), local_lr=LR)
             stamps = []
 
             def tick(rnd, arrays):

@@ -4,6 +4,7 @@ Fast tests drive the mod and the strategy directly with hand-built Messages; one
 real Flower simulation (Ray, 4 clients, 3 rounds) end to end. Skipped when flwr is not installed
 (``pip install 'fedshield[flower]'``).
 """
+import copy
 import os
 import sys
 import time
@@ -24,8 +25,9 @@ from flwr.serverapp.strategy import FedAvg  # noqa: E402
 from torch import nn  # noqa: E402
 
 from fedshield import defense as D  # noqa: E402
+from fedshield.defense import PaperDefense  # noqa: E402
 from fedshield.errors import FedshieldError  # noqa: E402
-from fedshield.flower import (KEY_BOUNDS, KEY_CLIP, KEY_KEYS, METRIC_DEFENDED, METRIC_DROPPED,  # noqa: E402
+from fedshield.flower import (KEY_BOUNDS, KEY_CLIP, KEY_KEYS, KEY_LR, METRIC_DEFENDED, METRIC_DROPPED,  # noqa: E402
                               DefendedStrategy, DefenseMod, arrays_to_flat, trainable_keys)
 from fedshield.utils import make_generator  # noqa: E402
 
@@ -74,10 +76,14 @@ class NoSendFedAvg(FedAvg):
         return []
 
 
-def strategy(**kw) -> DefendedStrategy:
-    args = dict(root_set=root(), ratio=0.3, sigma=0.2, n_slices=10, seed=3)
+LR = 0.1  # the clients' local learning rate: the defense works on (w_global - w_local) / LR
+
+
+def strategy(root_set=..., local_lr=LR, **kw) -> DefendedStrategy:
+    args = dict(ratio=0.3, sigma=0.2, n_slices=10, seed=3)
     args.update(kw)
-    return DefendedStrategy(NoSendFedAvg(), tiny_model(), **args)
+    rx, ry = root() if root_set is ... else (root_set or (None, None))
+    return DefendedStrategy(NoSendFedAvg(), tiny_model(), PaperDefense(rx, ry, **args), local_lr=local_lr)
 
 
 def train_msg(st: DefendedStrategy, arrays: ArrayRecord, node: int = 7) -> Message:
@@ -112,6 +118,7 @@ def slice_change_pattern(a: torch.Tensor, b: torch.Tensor, bounds) -> tuple[list
     (dict(slicing="layers"), "slicing"),
     (dict(root_set=(torch.rand(4, 3, 32, 32), torch.zeros(4, dtype=torch.long))), "root set"),
     (dict(root_set=(torch.rand(4, 1, 8, 8), torch.zeros(3, dtype=torch.long))), "labels"),
+    (dict(local_lr=0.0), "local_lr"),
 ])
 def test_bad_configuration_fails_when_the_strategy_is_built(kw, msg):
     with pytest.raises(FedshieldError, match=msg):
@@ -150,7 +157,7 @@ def test_round_config_carries_the_risk_slices_of_the_global_model():
     assert cfg[KEY_BOUNDS] == expected.tolist()
     assert cfg[KEY_KEYS] == trainable_keys(model)           # parameters only, no BN buffers
     assert "1.running_mean" not in cfg[KEY_KEYS]
-    assert cfg["lr"] == 0.1 and KEY_CLIP not in cfg
+    assert cfg["lr"] == 0.1 and KEY_CLIP not in cfg and cfg[KEY_LR] == LR
     assert KEY_BOUNDS not in user_cfg                        # the caller's config is not modified
 
 
@@ -175,10 +182,10 @@ def test_mod_perturbs_exactly_k_whole_slices_and_nothing_else():
     for k in clean.keys():
         if k not in keys:
             assert np.array_equal(sent[k].numpy(), clean[k].numpy()), k
-    # the noise on the perturbed entries has std sigma
+    # the noise on the perturbed entries has std sigma in gradient units: LR * sigma on the weights
     noise = (arrays_to_flat(sent, keys) - arrays_to_flat(clean, keys))
     noise = noise[noise != 0]
-    assert abs(float(noise.std()) / 0.3 - 1) < 0.25
+    assert abs(float(noise.std()) / (LR * 0.3) - 1) < 0.25
     assert out.content["metrics"][METRIC_DEFENDED] == 1 and out.content["metrics"]["num-examples"] == 10
 
 
@@ -205,9 +212,10 @@ def test_mod_clips_the_update_before_perturbing():
     w = arrays_to_flat(arrays, keys)
     u_clean = w - arrays_to_flat(trainer(scale=0.05)(msg, context()).content["arrays"], keys)
     u_sent = w - arrays_to_flat(out.content["arrays"], keys)
-    assert float(u_clean.norm()) > 5 * bound                 # clipping is active
-    assert float(u_sent.norm()) == pytest.approx(bound, rel=1e-4)
-    assert torch.allclose(u_sent, u_clean * (bound / u_clean.norm()), atol=1e-6)
+    # the bound is on the pseudo-gradient u / LR, as in the simulator
+    assert float(u_clean.norm()) / LR > 5 * bound            # clipping is active
+    assert float(u_sent.norm()) / LR == pytest.approx(bound, rel=1e-4)
+    assert torch.allclose(u_sent, u_clean * (LR * bound / u_clean.norm()), atol=1e-6)
 
 
 def test_mod_refuses_to_send_an_undefended_update():
@@ -239,7 +247,7 @@ def _replies(st, arrays, sizes=(10, 30, 60), scale=0.05):
 
 @pytest.mark.parametrize("compensation", [True, False])
 def test_strategy_compensates_the_weighted_mean_update(compensation):
-    st = strategy(sigma=0.5, ratio=0.5, q=2.0, compensation=compensation)
+    st = strategy(sigma=0.5, ratio=0.5, q=2.0, compensate=compensation)
     g_model = tiny_model()
     arrays = ArrayRecord(g_model.state_dict())
     keys = trainable_keys(g_model)
@@ -251,8 +259,9 @@ def test_strategy_compensates_the_weighted_mean_update(compensation):
     agg, metrics = st.aggregate_train(1, replies)
     got = w - arrays_to_flat(agg, keys)
     if compensation:
-        var = D.aggregate_noise_var(p, 0.5, 0.5, n_slices=10)
-        expected, info = D.compensate(mean, var, 2.0, return_info=True)
+        var = D.aggregate_noise_var(p, 0.5, 0.5, n_slices=10)   # gradient units
+        expected, info = D.compensate(mean / LR, var, 2.0, return_info=True)
+        expected = LR * expected
         assert info["dropped"] > 0                           # the compensation did something
         assert metrics[METRIC_DROPPED] == info["dropped"] == st.history[-1]["dropped"]
         assert not torch.allclose(got, mean, atol=1e-4)
@@ -275,7 +284,8 @@ def test_strategy_stops_when_a_client_runs_without_the_mod():
 
 
 # ----------------------------------------------------------------------------- end to end (Ray)
-N_CLIENTS, ROUNDS, SIGMA, RATIO, S = 4, 3, 0.05, 0.2, 10
+N_CLIENTS, ROUNDS, SIGMA, RATIO, S = 4, 3, 0.05, 0.2, 10  # SIGMA: noise std on the weights
+CLIENT_LR = 0.1
 
 
 def _lenet():
@@ -285,7 +295,7 @@ def _lenet():
 
 def _local_train(model, x, y, seed):
     g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    opt = torch.optim.SGD(model.parameters(), lr=CLIENT_LR)
     for _ in range(10):
         perm = torch.randperm(len(y), generator=g)
         for i in range(0, len(y), 16):
@@ -364,7 +374,8 @@ def test_flower_simulation_end_to_end(data_root, tmp_path):
     def main(grid, ctx):
         st = Recording(FedAvg(fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=N_CLIENTS,
                               min_available_nodes=N_CLIENTS),
-                       model, root_set=(x[ridx], y[ridx]), ratio=RATIO, sigma=SIGMA, n_slices=S, seed=0)
+                       model, PaperDefense(x[ridx], y[ridx], ratio=RATIO, sigma=SIGMA / CLIENT_LR, n_slices=S,
+                                           seed=0), local_lr=CLIENT_LR)
         st_box["st"] = st
 
         def central_eval(rnd, arrays):
@@ -401,3 +412,61 @@ def test_flower_simulation_end_to_end(data_root, tmp_path):
     assert sorted(accuracy) == list(range(ROUNDS + 1))
     assert accuracy[ROUNDS] > accuracy[0] + 0.15, accuracy
     assert len(st_box["st"].history) == ROUNDS
+
+
+# ----------------------------------------------------------------------------- units = the simulator's
+def test_one_sigma_is_one_noise_variance_in_flower_and_in_the_simulator():
+    """What the server receives, as a pseudo-gradient (w_global - w_i) / local_lr, carries noise
+    of variance sigma^2 on the perturbed entries in both the simulator (share='gradient') and
+    Flower; and the compensation uses the same aggregate noise variance."""
+    from fedshield.fl import FLConfig, Simulator
+    from fedshield.hooks import Defense
+
+    lr, sigma, ratio = 0.05, 0.2, 0.5
+    model = tiny_model()
+    g = torch.Generator().manual_seed(3)
+    data = [(torch.rand(5, 1, 8, 8, generator=g), torch.randint(0, 4, (5,), generator=g)) for _ in range(4)]
+    cfg = FLConfig(rounds=1, n_clients=4, per_round=4, local_lr=lr, seed=0)
+    rx, ry = root()
+
+    class Spy(Defense):  # the simulator's hooks: clean pseudo-gradients in, what the server receives out
+        def __init__(self):
+            self.inner = PaperDefense(rx, ry, ratio=ratio, sigma=sigma, seed=1)
+
+        def on_round_start(self, model, r):
+            self.inner.on_round_start(model, r)
+
+        def client(self, updates, ctx):
+            self.clean = updates.clone()
+            self.sent = self.inner.client(updates, ctx)
+            return self.sent
+
+        def server(self, agg, ctx):
+            out = self.inner.server(agg, ctx)
+            self.noise_var = ctx.extra["noise_var"]
+            return out
+
+    spy = Spy()
+    Simulator(copy.deepcopy(model), data, None, cfg, spy, batched=False).round()
+    sim_noise = (spy.sent - spy.clean)[spy.sent != spy.clean]
+
+    st = strategy(sigma=sigma, ratio=ratio, local_lr=lr)
+    arrays = ArrayRecord(model.state_dict())
+    keys = trainable_keys(model)
+    msg = train_msg(st, arrays)
+    w = arrays_to_flat(arrays, keys)
+    noise, replies = [], []
+    for i in range(4):
+        out = DefenseMod(seed=0)(msg, context(node=i, partition=i), trainer(scale=0.01, seed=i))
+        clean = trainer(scale=0.01, seed=i)(msg, context(node=i)).content["arrays"]
+        received = (w - arrays_to_flat(out.content["arrays"], keys)) / lr
+        d = received - (w - arrays_to_flat(clean, keys)) / lr
+        noise.append(d[d.abs() > 1e-4])
+        replies.append(out)
+    fl_noise = torch.cat(noise)
+    for z in (sim_noise, fl_noise):
+        assert abs(float(z.std()) / sigma - 1) < 0.1, float(z.std())
+    st.aggregate_train(1, replies)
+    p = torch.full((4,), 0.25, dtype=torch.float64)
+    assert st.history[-1]["noise_var"] == pytest.approx(D.aggregate_noise_var(p, ratio, sigma, n_slices=10))
+    assert spy.noise_var == pytest.approx(st.history[-1]["noise_var"])  # equal client sizes in both

@@ -5,6 +5,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg
 
+from fedshield.defense import PaperDefense
 from fedshield.flower import DefendedStrategy
 
 from .task import evaluate, make_model, server_data, settings
@@ -24,10 +25,9 @@ def make_server_app(overrides: dict | None = None, label: str | None = None) -> 
         strategy = FedAvg(fraction_train=cfg["fraction-train"], fraction_evaluate=0.0,
                           min_train_nodes=1, min_available_nodes=1)
         if cfg["defense"]:
-            strategy = DefendedStrategy(
-                strategy, model, root_set=(x_root, y_root), ratio=cfg["ratio"], sigma=cfg["sigma"],
-                n_slices=cfg["n-slices"], clip_bound=cfg["clip-bound"] or None, q=cfg["q"],
-                seed=cfg["seed"])
+            defense = PaperDefense(x_root, y_root, ratio=cfg["ratio"], sigma=cfg["sigma"], n_slices=cfg["n-slices"],
+                                   clip_bound=cfg["clip-bound"] or None, q=cfg["q"], seed=cfg["seed"])
+            strategy = DefendedStrategy(strategy, model, defense, local_lr=cfg["lr"])
         history = HISTORY.setdefault(name, [])
 
         def central_eval(rnd: int, arrays: ArrayRecord) -> MetricRecord:

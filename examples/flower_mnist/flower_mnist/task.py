@@ -27,7 +27,8 @@ DEFAULTS: dict[str, Any] = {
     "lr": 0.1,
     "defense": True,
     "ratio": 0.2,              # fraction of slices each client perturbs
-    "sigma": 0.01,             # noise std on perturbed entries (update rms per entry ~0.008)
+    "sigma": 0.1,              # noise std on perturbed entries of the pseudo-gradient (w_global - w_local) / lr
+                               # (0.01 on the weights at lr 0.1; pseudo-gradient rms per entry ~0.08)
     "n-slices": 10,
     "clip-bound": 0.0,         # L2 bound of the shared update; 0 = no clipping
     "q": 6.0,                  # aspect ratio of the compensation matrix

@@ -1,0 +1,102 @@
+"""The defense registry: one build_defense behind every path that runs a named defense."""
+import argparse
+
+import pytest
+import torch
+
+from fedshield.commands.train import _make_defense as train_defense
+from fedshield.errors import FedshieldError
+from fedshield.experiments import AttackConfig, build_defense, defense_seed, fl_defense
+from fedshield.experiments.attack import attack_defense
+from fedshield.fl import FLConfig, build_global_model, fedavg_key
+from fedshield.hooks import RoundContext
+from fedshield.utils import make_generator
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+SEED = 5
+CASES = [("ours", {"slicing": "size"}), ("ours", {"slicing": "size", "clip_bound": 0.5, "ratio": 0.5}),
+         ("dp-g", {}), ("dp-l", {"variance": 0.02}), ("gc", {}), ("pld", {"max_samples": 2}), ("none", {})]
+
+
+def _shared(defense, model, U, data):
+    """The updates a defense lets the clients share in round 0."""
+    defense.on_round_start(model, 0)
+    ctx = RoundContext(round=0, model=model, weights=torch.full((len(U),), 1.0 / len(U)),
+                       client_ids=list(range(len(U))), client_data=data, generator=make_generator(123))
+    return defense.client(U.clone(), ctx)
+
+
+def _paths(name, opts, cfg, model, data_dir):
+    """The defense each entry point builds for (name, options, seed = cfg.seed)."""
+    args = argparse.Namespace(defense=name, attack="dlg", root_size=100, data_dir=str(data_dir))
+    out = {"fedshield train": train_defense(args, cfg) if not opts else fl_defense(name, cfg, data_dir=data_dir, **opts),
+           "run_fl / run_fedavg": fl_defense(name, cfg, data_dir=data_dir, **opts),
+           "fedshield attack / run_attack": attack_defense(
+               AttackConfig(dataset=cfg.dataset, defense=name, seed=cfg.seed, defense_kwargs=tuple(opts.items())),
+               model, data_dir)}
+    if out["fedshield train"] is None:  # train passes None for 'none'
+        out["fedshield train"] = build_defense("none", seed=cfg.seed)
+    return out
+
+
+@pytest.mark.parametrize("name, opts", CASES)
+def test_every_path_builds_the_same_defense(name, opts, data_root):
+    cfg = FLConfig(dataset="mnist", rounds=1, n_clients=20, per_round=4, seed=SEED, local_lr=0.1,
+                   model_kwargs=(("dlg_init", True),))
+    model = build_global_model(cfg)
+    g = make_generator(0)
+    U = torch.randn(4, sum(p.numel() for p in model.parameters()), generator=g) * 0.1
+    data = [(torch.rand(3, 1, 28, 28, generator=g), torch.randint(0, 10, (3,), generator=g)) for _ in range(4)]
+    defenses = _paths(name, opts, cfg, model, data_root)
+    reference = None
+    for path, d in defenses.items():
+        if name in ("ours", "dp-g", "dp-l", "pld"):
+            assert d.seed == defense_seed(SEED) == SEED + 1009, path
+        shared = _shared(d, model, U, data)
+        if reference is None:
+            reference = shared
+        assert torch.equal(shared, reference), f"{path} shares other numbers"
+    if name != "ours":  # 'ours' differs in its root set only (FedAvg: outside every client)
+        assert len({repr(d) for d in defenses.values()}) == 1
+    if name == "ours":
+        _flower_mod_shares_the_same(defenses["fedshield train"], opts, model, U[:1], cfg.local_lr)
+
+
+def _flower_mod_shares_the_same(defense, opts, model, g, lr):
+    """The Flower mod with the defense's generator shares what PaperDefense.client shares."""
+    pytest.importorskip("flwr")
+    from flwr.app import ArrayRecord
+    from flwr.serverapp.strategy import FedAvg
+
+    from fedshield.flower import DefendedStrategy, DefenseMod, _parse_config
+
+    st = DefendedStrategy(FedAvg(), model, defense, local_lr=lr)
+    cfg = _parse_config(st.round_config(ArrayRecord(model.state_dict())))
+    w_global = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    w_local = w_global - lr * g[0]
+    g_flower = (w_global - w_local) / lr  # what the simulator hands the hooks (share="gradient")
+    _, shared, _ = DefenseMod.shared_update(w_global, w_local, cfg, make_generator(defense_seed(SEED)))
+    fresh = build_defense("ours", seed=SEED, options=opts, root_source=lambda n, b: (
+        defense.root_x, defense.root_y))
+    expected = _shared(fresh, model, g_flower.unsqueeze(0), None)[0]
+    assert torch.equal(shared, expected)
+
+
+def test_fedavg_keys_follow_the_defense_repr(data_root):
+    cfg = FLConfig(dataset="mnist", rounds=1, n_clients=20, per_round=4, seed=SEED)
+    a = fl_defense("dp-g", cfg, data_dir=data_root)
+    b = build_defense("dp-g", seed=SEED)
+    assert fedavg_key(cfg, a) == fedavg_key(cfg, b)
+    assert repr(a) == "DPGaussian(variance=0.01)"
+
+
+def test_registry_refuses_root_options_and_unknown_names():
+    with pytest.raises(FedshieldError, match="root set"):
+        build_defense("ours", seed=0, options={"root_size": 3}, root_source=lambda n, b: None)
+    with pytest.raises(FedshieldError, match="root set"):
+        build_defense("ours", seed=0)
+    with pytest.raises(FedshieldError, match="unknown defense"):
+        build_defense("soteria", seed=0)
+    assert build_defense("dp-g", seed=None).seed == 1009  # seed None counts as 0, as in FedAvg
+    assert build_defense("dp-g", seed=0, options={"seed": 7}).seed == 7
