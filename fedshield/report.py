@@ -60,6 +60,12 @@ def load_table(name: str, profile: str):
     return pd.DataFrame(d["rows"], columns=d["columns"])
 
 
+def table_names(profile: str) -> list[str]:
+    """The names of the tables saved at ``profile``, sorted."""
+    d = results_dir() / "tables" / profile
+    return sorted(p.stem for p in d.glob("*.json")) if d.is_dir() else []
+
+
 def image_grid(rows: list[list], row_labels: list[str], col_labels: list[str], *, title: str | None = None,
                scale: float = 1.4):
     """Draw a grid of images (CHW tensors/arrays in [0,1]; None = blank) with labels."""
