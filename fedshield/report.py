@@ -28,6 +28,23 @@ def paper_numbers() -> dict:
         return json.load(f)
 
 
+PAPER_TABLES = ("II[A]", "II[B]", "III[A]", "III[B]", "III[C]", "III[D]", "III[E]")
+
+
+def paper_table(table: str):
+    """The paper's published values of ``table`` (one of :data:`PAPER_TABLES`) as a long DataFrame:
+    ``dataset, row, x, metric, value, source`` (ACC in percent, ART in percent over undefended,
+    PSNR in dB; ``x`` is the swept parameter of Table III[B-D], else None)."""
+    import pandas as pd
+
+    from .errors import FedshieldError
+
+    if table not in PAPER_TABLES:
+        raise FedshieldError(f"unknown paper table {table!r}; choose from {list(PAPER_TABLES)}")
+    rows = [r for r in paper_numbers()["values"] if r["table"] == table]
+    return pd.DataFrame(rows, columns=["dataset", "row", "x", "metric", "value", "source"])
+
+
 def _jsonable(v: Any) -> Any:
     if isinstance(v, (np.floating,)):
         return float(v)
