@@ -28,6 +28,111 @@ def paper_numbers() -> dict:
         return json.load(f)
 
 
+PAPER_TABLES = ("II[A]", "II[B]", "III[A]", "III[B]", "III[C]", "III[D]", "III[E]")
+
+
+def paper_table(table: str):
+    """The paper's published values of ``table`` (one of :data:`PAPER_TABLES`) as a long DataFrame:
+    ``dataset, row, x, metric, value, source`` (ACC in percent, ART in percent over undefended,
+    PSNR in dB; ``x`` is the swept parameter of Table III[B-D], else None)."""
+    import pandas as pd
+
+    from .errors import FedshieldError
+
+    if table not in PAPER_TABLES:
+        raise FedshieldError(f"unknown paper table {table!r}; choose from {list(PAPER_TABLES)}")
+    rows = [r for r in paper_numbers()["values"] if r["table"] == table]
+    return pd.DataFrame(rows, columns=["dataset", "row", "x", "metric", "value", "source"])
+
+
+#: our dataset and defense names -> the paper's
+PAPER_DATASET = {"mnist": "MNIST", "fmnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}
+PAPER_DEFENSE = {"none": "none", "ours": "Ours", "gc": "GC", "dp-g": "DP-G", "dp-l": "DP-L", "pld": "PLD"}
+
+
+def beside_paper(ours, table: str, *, on: tuple[str, ...] = ("dataset", "row", "metric")):
+    """``ours`` (long: columns ``on`` + ``value``, in the paper's units and names) beside the paper's
+    values of ``table``: columns ``paper``, ``ours``, ``delta`` (ours - paper), one row per cell
+    either side has (a cell the paper prints as '-' or that we did not run reads NaN)."""
+    import pandas as pd
+
+    paper = paper_table(table)[[*on, "value"]].rename(columns={"value": "paper"})
+    mine = ours[[*on, "value"]].rename(columns={"value": "ours"})
+    out = pd.merge(paper, mine, on=list(on), how="outer", sort=False)
+    out["delta"] = out["ours"] - out["paper"]
+    return out
+
+
+def table2_long(t, *, undefended_round_time: dict | None = None):
+    """A Table II frame of the book (``dataset, defense, muted, psnr_mean, ssim_mean, acc, art_ratio``)
+    in the paper's units and names, long: PSNR dB, SSIM, ACC %, ART % over undefended."""
+    import pandas as pd
+
+    rows = []
+    for r in t.itertuples():
+        name = PAPER_DEFENSE[r.defense] + ("-muted" if r.muted else "")
+        ds = PAPER_DATASET[r.dataset]
+        vals = {"PSNR": r.psnr_mean, "SSIM": r.ssim_mean}
+        if not r.muted:
+            vals["ACC"] = 100 * r.acc
+            if r.defense != "none":
+                vals["ART"] = 100 * (r.art_ratio - 1)
+        rows += [dict(dataset=ds, row=name, metric=m, value=v) for m, v in vals.items()]
+    return pd.DataFrame(rows)
+
+
+def paper_wide(cmp, *, index=("dataset", "row"), metrics=("PSNR", "SSIM", "ACC", "ART"), order=None):
+    """A :func:`beside_paper` frame as one row per ``index`` and, per metric, the columns
+    ``paper · ours · Δ`` (rows in ``order`` of the ``row`` field when given)."""
+    import pandas as pd
+
+    metrics = [m for m in metrics if m in set(cmp.metric)]
+    w = cmp.pivot_table(index=list(index), columns="metric", values=["paper", "ours", "delta"], dropna=False,
+                        sort=False)
+    w = w.swaplevel(0, 1, axis=1)
+    w = w.reindex(columns=pd.MultiIndex.from_product([metrics, ["paper", "ours", "delta"]]))
+    w = w.rename(columns={"delta": "Δ"}, level=1)
+    key = {r: i for i, r in enumerate(order or ())}
+
+    def rank(i):
+        idx = w.index[i] if isinstance(w.index[i], tuple) else (w.index[i],)
+        row = str(idx[-1])
+        head, _, tail = row.rpartition(" ")
+        try:                                   # "root size 50" < "root size 100": by the number
+            num = (head, float(tail))
+        except ValueError:
+            num = (row, 0.0)
+        return (idx[:-1], key.get(row, len(key)), num)
+
+    w = w.iloc[sorted(range(len(w)), key=rank)]
+    return w.dropna(how="all")
+
+
+def paper_bars(cmp, metric: str, *, title: str = "", order=None):
+    """Grouped bars of ``metric``: one group per row (defense / setting), paper vs ours, one panel
+    per dataset."""
+    import matplotlib.pyplot as plt
+
+    d = cmp[cmp.metric == metric]
+    sets = list(dict.fromkeys(d.dataset))
+    fig, axes = plt.subplots(1, len(sets), figsize=(4.2 * len(sets), 3.2), squeeze=False, sharey=True)
+    for ax, ds in zip(axes[0], sets):
+        g = d[d.dataset == ds]
+        rows = [r for r in (order or list(dict.fromkeys(g.row))) if r in set(g.row)]
+        g = g.set_index("row").reindex(rows)
+        xs = np.arange(len(rows))
+        ax.bar(xs - 0.2, g.paper, 0.4, label="paper", color="0.65")
+        ax.bar(xs + 0.2, g.ours, 0.4, label="ours (this book)", color="tab:red")
+        ax.set_xticks(xs, rows, rotation=45, ha="right", fontsize=8)
+        ax.set_title(ds, fontsize=9)
+    axes[0][0].set_ylabel(metric)
+    axes[0][0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def _jsonable(v: Any) -> Any:
     if isinstance(v, (np.floating,)):
         return float(v)
@@ -58,6 +163,12 @@ def load_table(name: str, profile: str):
         return None
     d = json.loads(p.read_text())
     return pd.DataFrame(d["rows"], columns=d["columns"])
+
+
+def table_names(profile: str) -> list[str]:
+    """The names of the tables saved at ``profile``, sorted."""
+    d = results_dir() / "tables" / profile
+    return sorted(p.stem for p in d.glob("*.json")) if d.is_dir() else []
 
 
 def image_grid(rows: list[list], row_labels: list[str], col_labels: list[str], *, title: str | None = None,

@@ -6,6 +6,7 @@ layout) and are re-exported here because notebooks import them from ``fedshield.
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 from typing import Iterator
 
@@ -22,6 +23,14 @@ def make_generator(seed: int | None = None, device: str | torch.device = "cpu") 
     g = torch.Generator(device=device)
     g.manual_seed(int(seed) if seed is not None else secrets.randbits(63))
     return g
+
+
+def book_threads() -> int:
+    """Threads for the book's notebooks: ``OMP_NUM_THREADS`` when set (``make test-variants`` checks
+    the notebooks with 1 and 2), else 2 (the book's machine), never more than the CPUs."""
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    n = int(env) if env.isdigit() and int(env) > 0 else 2
+    return max(1, min(n, os.cpu_count() or 1))
 
 
 @contextlib.contextmanager

@@ -8,7 +8,7 @@ from fedshield import FedshieldError
 from fedshield.cache import ResultCache, config_key
 from fedshield.cli import main
 from fedshield.profiles import PROFILES, describe, get_profile
-from fedshield.report import load_table, paper_numbers, save_table
+from fedshield.report import PAPER_TABLES, load_table, paper_numbers, paper_table, save_table
 from fedshield.reproduce import NOTEBOOKS, repo_root
 
 
@@ -52,28 +52,46 @@ def test_cache_keys_depend_on_every_field(tmp_path):
     assert config_key({"a": 1, "b": 2}) != config_key({"a": 1, "b": 3})
 
 
-def _numeric_leaves(d):
+def _numeric_leaves(d, path=()):
     if isinstance(d, dict):
-        for v in d.values():
-            yield from _numeric_leaves(v)
+        for k, v in d.items():
+            yield from _numeric_leaves(v, path + (k,))
     elif isinstance(d, list):
         for v in d:
-            yield from _numeric_leaves(v)
+            yield from _numeric_leaves(v, path)
     elif isinstance(d, (int, float)) and not isinstance(d, bool):
-        yield d
+        yield path, d
 
 
-def test_paper_numbers_file_is_honest_about_missing_values():
-    """A number of the paper may only be stored together with its source."""
-    pn = paper_numbers()
-    a = pn["table_II"]["A"]
-    assert set(a["values"]) >= {"Ours", "GC", "PLD"}
-    for name in ("table_I", "table_II", "table_III"):
-        tab = pn[name]
-        parts = tab.values() if name != "table_I" else [tab]
-        for part in parts:
-            if isinstance(part, dict) and part.get("source") is None:
-                assert list(_numeric_leaves(part.get("values"))) == [], f"{name}: numbers without a source"
+SHARED = repo_root().parent / "shared" / "paper" / "paper_tables.json"
+AXES = {"sizes", "bias", "Q"}   # the swept values of Table III[B-D]: coordinates, not results
+
+
+def test_every_paper_number_has_a_source_naming_its_table():
+    values = paper_numbers()["values"]
+    assert len(values) > 200
+    for r in values:
+        assert isinstance(r["value"], (int, float)) and not isinstance(r["value"], bool), r
+        assert r["table"] in PAPER_TABLES and r["metric"] in ("PSNR", "SSIM", "ACC", "ART"), r
+        assert r["source"].startswith(f"Table {r['table']}") and r["dataset"] in r["source"], r
+    keys = [(r["table"], r["dataset"], r["row"], r["metric"]) for r in values]
+    assert len(keys) == len(set(keys)), "a cell of the paper is stored twice"
+
+
+@pytest.mark.skipif(not SHARED.exists(), reason="the shared transcription of the paper is not beside this checkout")
+def test_paper_numbers_match_the_shared_transcription():
+    shared = json.loads(SHARED.read_text())
+    want = sorted(v for p, v in _numeric_leaves({k: shared[k] for k in ("table_II", "table_III")}) if p[-1] not in AXES)
+    got = sorted(r["value"] for r in paper_numbers()["values"])
+    assert got == want
+    ours = paper_table("II[A]").set_index(["row", "dataset", "metric"]).value
+    assert ours[("Ours", "MNIST", "ACC")] == shared["table_II"]["A_DGA_LeNet"]["Ours"]["MNIST"]["ACC"]
+    assert ours[("none", "CIFAR-10", "ACC")] == shared["table_II"]["A_DGA_LeNet"]["undefended_ACC"]["CIFAR-10"]
+    b = paper_table("III[B]")
+    assert b[(b.dataset == "MNIST") & (b.metric == "PSNR")].sort_values("x").value.tolist() == \
+        shared["table_III"]["B_root_size"]["MNIST"]["PSNR"]
+    with pytest.raises(FedshieldError, match="unknown paper table"):
+        paper_table("IV")
 
 
 def test_cli_lists_commands_and_rejects_unknown_profile(capsys):

@@ -1,0 +1,262 @@
+"""The paper's claims as code: each claim is one function of the book's measured tables that returns
+what was measured and whether that supports the claim.
+
+The summary chapter calls :func:`evaluate` on the tables the chapters saved
+(:func:`fedshield.report.load_table`). A verdict is one of
+
+- ``supported`` / ``NOT supported``: the measurement decides the claim;
+- ``inconclusive``: the tables exist but cannot decide at this scale (e.g. the model never left
+  chance, so an accuracy claim has nothing to compare); the measurement says why;
+- ``not tested``: a table the claim needs was not run at this profile.
+
+Only a missing table gives ``not tested``. Any other error (a renamed column, a malformed table,
+a bug in a check) propagates: a check that cannot run must fail loudly, not read as "not tested".
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Mapping, Optional
+
+import pandas as pd
+
+VERDICTS = ("supported", "NOT supported", "inconclusive", "not tested")
+
+#: the accuracy of a 10-class model that learnt nothing, and the margin above it that counts as learnt
+CHANCE = 0.1
+LEARNT = 0.2
+
+
+class MissingTable(LookupError):
+    """A table a claim needs was not run at this profile."""
+
+
+class Inconclusive(Exception):
+    """The tables exist but cannot decide the claim at this scale (the message says why)."""
+
+
+Tables = Mapping[str, Optional[pd.DataFrame]]
+
+
+def table(tables: Tables, name: str) -> pd.DataFrame:
+    t = tables.get(name)
+    if t is None:
+        raise MissingTable(name)
+    return t
+
+
+def _plain(d: pd.DataFrame, defense: str) -> pd.DataFrame:
+    """Rows of ``defense`` against the plain (not muted) attacker."""
+    return d[(d.defense == defense) & (~d.muted.astype(bool))]
+
+
+# --- Table II ------------------------------------------------------------------------------------
+
+def undefended_leaks(tables: Tables, name: str, *, min_psnr: float = 20.0) -> tuple[str, bool]:
+    """Undefended, the attack reconstructs: PSNR above ``min_psnr`` dB on every dataset."""
+    d = _plain(table(tables, name), "none")
+    if not len(d):
+        raise Inconclusive(f"no undefended row in {name}")
+    meas = f"undefended PSNR {', '.join(f'{r.dataset}: {r.psnr_mean:.1f}' for r in d.itertuples())} dB"
+    return meas, bool((d.psnr_mean > min_psnr).all())
+
+
+def ours_protects(tables: Tables, name: str, *, margin: float = 5.0) -> tuple[str, bool]:
+    """The defense lowers the plain attacker's PSNR by more than ``margin`` dB on every dataset."""
+    d = table(tables, name)
+    none = _plain(d, "none").set_index("dataset").psnr_mean
+    ours = _plain(d, "ours").set_index("dataset").psnr_mean
+    meas = "; ".join(f"{k}: {none[k]:.1f} -> {ours[k]:.1f} dB" for k in ours.index)
+    gap = (none - ours).dropna()
+    if not len(gap):
+        raise Inconclusive(f"no dataset with both an undefended and an 'ours' row in {name}")
+    return meas, bool((gap > margin).all())
+
+
+def ours_keeps_accuracy(tables: Tables, name: str, *, tolerance: float = 0.05) -> tuple[str, bool]:
+    """Final accuracy with the defense within ``tolerance`` of undefended, on the datasets where
+    undefended training left chance (the others cannot test the claim)."""
+    d = table(tables, name)
+    none = _plain(d, "none").set_index("dataset").acc
+    ours = _plain(d, "ours").set_index("dataset").acc
+    learnt = [k for k in ours.index if none[k] >= LEARNT]
+    if not learnt:
+        raise Inconclusive("no dataset left chance at this scale")
+    meas = "; ".join(f"{k}: {none[k]:.2f} vs {ours[k]:.2f}" for k in learnt)
+    chance = [k for k in ours.index if k not in learnt]
+    if chance:
+        meas += f" ({', '.join(chance)}: at chance, not counted)"
+    return meas, all(none[k] - ours[k] < tolerance for k in learnt)
+
+
+def ours_keeps_accuracy_seeds(tables: Tables, *, tolerance: float = 0.05) -> tuple[str, bool]:
+    """The same over seeds (``table2_acc_seeds``: mean accuracy per table, dataset, defense)."""
+    d = table(tables, "table2_acc_seeds")
+    out, ok = [], True
+    for (tab, ds), g in d.groupby(["table", "dataset"], sort=False):
+        g = g.set_index("defense").acc_mean
+        if "none" in g and "Ours" in g:
+            out.append(f"[{tab}] {ds}: {g['none']:.2f} vs {g['Ours']:.2f}")
+            ok &= bool(g["none"] - g["Ours"] < tolerance)
+    if not out:
+        raise Inconclusive("no dataset has both 'none' and 'Ours' seed runs")
+    return f"mean over {int(d.seeds.max())} seeds: " + "; ".join(out), ok
+
+
+def muted_fails(tables: Tables, name: str, *, margin: float = 3.0) -> tuple[str, bool]:
+    """Locating the noisy slices gains the attacker less than ``margin`` dB."""
+    d = table(tables, name)
+    ours = _plain(d, "ours").set_index("dataset").psnr_mean
+    muted = d[(d.defense == "ours") & d.muted.astype(bool)].set_index("dataset").psnr_mean
+    meas = "; ".join(f"{k}: {ours[k]:.1f} vs muted {muted[k]:.1f} dB" for k in muted.index)
+    gain = (muted - ours).dropna()
+    if not len(gain):
+        raise Inconclusive(f"no dataset with both a plain and a muted 'ours' row in {name}")
+    return meas, bool((gain < margin).all())
+
+
+# --- Table I -------------------------------------------------------------------------------------
+
+def muted_table1(tables: Tables, *, margin: float = 3.0) -> tuple[str, bool]:
+    """Table I's setting: the muted attacker gains less than ``margin`` dB on every dataset."""
+    d = table(tables, "table1_threat_model").set_index(["dataset", "column"]).psnr
+    ds = d.index.get_level_values(0).unique()
+    parts = [f"{k}: {d[(k, 'ours (perturbed)')]:.1f} -> muted {d[(k, 'ours, muted attacker')]:.1f}" for k in ds]
+    return "; ".join(parts) + " dB", bool(all(d[(k, "ours, muted attacker")] - d[(k, "ours (perturbed)")] < margin
+                                              for k in ds))
+
+
+# --- Section 4: risk, root set, slicing ----------------------------------------------------------
+
+def small_root_enough(tables: Tables, *, tolerance: float = 0.05) -> tuple[str, bool]:
+    """Every root-set size of Table III[B] estimates the normalised risk within ``tolerance``."""
+    d = table(tables, "table3b_root_size")
+    return (f"risk rel. error {d['risk rel.err'].max() * 100:.1f}% at most over root sizes {list(d['root size'])}",
+            bool(d["risk rel.err"].max() < tolerance))
+
+
+def risk_vs_size(tables: Tables, *, margin: float = 1.0) -> tuple[str, bool]:
+    """Risk slicing protects better than size slicing: lower PSNR by more than ``margin`` dB."""
+    d = table(tables, "table3a_slicing").set_index("setting").psnr
+    r, z = d["ours, risk slicing"], d["ours, size slicing"]
+    return f"GIA PSNR risk slicing {r:.2f} vs size slicing {z:.2f} dB", bool(r < z - margin)
+
+
+# --- Section 5: compensation, clipping, convergence ----------------------------------------------
+
+def comp_reduces_error(tables: Tables) -> tuple[str, bool]:
+    """With our variance, compensation brings one aggregate closer to the clean one."""
+    r = table(tables, "compensation_spectrum").set_index("variance").loc["ours"]
+    return (f"relative error of the aggregate {r.err_perturbed:.2f} -> {r.err_compensated:.2f}",
+            bool(r.err_compensated < r.err_perturbed))
+
+
+def paper_variance_harmful(tables: Tables) -> tuple[str, bool]:
+    """With the paper's (m² too large) variance compensation makes the aggregate worse."""
+    d = table(tables, "compensation_spectrum")
+    r = d[d.variance.str.startswith("paper")].iloc[0]
+    return (f"with the paper's variance: error {r.err_perturbed:.2f} -> {r.err_compensated:.2f}, "
+            f"{int(r.dropped)} direction(s) dropped", bool(r.err_compensated > r.err_perturbed))
+
+
+def q_matters(tables: Tables) -> tuple[str, bool]:
+    """A square matrix (Q = 1) compensates worse than some Q > 1."""
+    d = table(tables, "table3d_q").set_index("Q").err_compensated
+    return "; ".join(f"Q={q}: {v:.3f}" for q, v in d.items()), bool(d.loc[1] > d.drop(1).min())
+
+
+def comp_helps_accuracy(tables: Tables) -> tuple[str, bool]:
+    """Fig. 2: compensated training at least as accurate as uncompensated (mean over seeds)."""
+    d = table(tables, "fig2_compensation").groupby("variant").final_accuracy.mean()
+    if d.max() < LEARNT:
+        raise Inconclusive(f"the model did not learn at this scale (best mean accuracy {d.max():.2f})")
+    return (f"compensated {d['compensated']:.3f} vs uncompensated {d['uncompensated']:.3f}",
+            bool(d["compensated"] >= d["uncompensated"]))
+
+
+def clipping_stops_denoising(tables: Tables, *, margin: float = 1.0) -> tuple[str, bool]:
+    """Without clipping, the attacker's own compensation of one client's update gains > ``margin`` dB."""
+    d = table(tables, "table3e_clipping")
+    r = d[d.B == "none"].iloc[0]
+    return (f"without clipping the attacker's own compensation gives {r.psnr_dlg_compensated:.2f} dB "
+            f"vs {r.psnr_dlg:.2f} dB without it", bool(r.psnr_dlg_compensated > r.psnr_dlg + margin))
+
+
+def bound_holds(tables: Tables) -> tuple[str, bool]:
+    """Sec. 5D: the average squared gradient norm stays under the bound in every setting."""
+    d = table(tables, "convergence")
+    return f"{int(d.holds.sum())}/{len(d)} settings satisfy the bound", bool(d.holds.all())
+
+
+def variance_derivation(tables: Tables, *, tolerance: float = 0.1) -> tuple[str, bool]:
+    """Measured aggregate noise energy equals the derived σ²(k/s)Σw_i² (times P) within ``tolerance``."""
+    d = table(tables, "convergence")
+    d = d[(d.sigma > 0) & (~d.compensated.astype(bool))]
+    if not len(d):
+        raise Inconclusive("no uncompensated run with noise in the table")
+    rel = (d.psi / d.psi_theory - 1).abs().max()
+    return f"measured / derived aggregate noise energy within {100 * rel:.1f}%", bool(rel < tolerance)
+
+
+@dataclass(frozen=True)
+class Claim:
+    claim: str
+    section: str
+    check: Callable[[Tables], tuple[str, bool]]
+
+
+CLAIMS: tuple[Claim, ...] = (
+    Claim("Undefended DLG reconstructs the image (LeNet)", "Table II[A]", lambda t: undefended_leaks(t, "table2a")),
+    Claim("Undefended Inverting Gradients reconstructs (ConvNet)", "Table II[B]",
+          lambda t: undefended_leaks(t, "table2b")),
+    Claim("Ours lowers DLG's PSNR far below the undefended one", "Table II[A]", lambda t: ours_protects(t, "table2a")),
+    Claim("Ours lowers GIA's PSNR far below the undefended one", "Table II[B]", lambda t: ours_protects(t, "table2b")),
+    Claim("Ours keeps test accuracy close to undefended (LeNet)", "Table II[A]",
+          lambda t: ours_keeps_accuracy(t, "table2a")),
+    Claim("Ours keeps test accuracy close to undefended (ConvNet)", "Table II[B]",
+          lambda t: ours_keeps_accuracy(t, "table2b")),
+    Claim("... the same, mean over seeds", "Table II, seeds", ours_keeps_accuracy_seeds),
+    Claim("Locating the noisy slices does not help the attacker (DLG)", "Table II[A] muted",
+          lambda t: muted_fails(t, "table2a")),
+    Claim("... the same, Table I setting (4 datasets)", "Table I", muted_table1),
+    Claim("A small root set suffices to estimate the risk", "Table III[B]", small_root_enough),
+    Claim("Risk-based slicing protects better than layer-size slicing", "Table III[A]", risk_vs_size),
+    Claim("Compensation brings the aggregate closer to the clean one", "Sec. 5B", comp_reduces_error),
+    Claim("The paper's aggregate variance (m^2 too large) makes compensation harmful (our derivation)", "Sec. 5B",
+          paper_variance_harmful),
+    Claim("Q matters: a square matrix (Q=1) compensates worse", "Table III[D]", q_matters),
+    Claim("Compensation improves accuracy over uncompensated training", "Fig. 2", comp_helps_accuracy),
+    Claim("Without clipping, a server could denoise one client's update", "Sec. 5C / III[E]",
+          clipping_stops_denoising),
+    Claim("Training with the defense converges within the bound", "Sec. 5D", bound_holds),
+    Claim("Aggregate noise variance is sigma^2 (k/s) sum w_i^2 (ours; the paper's is m^2 larger)", "Sec. 5B",
+          variance_derivation),
+)
+
+
+def verdict_of(claim: Claim, tables: Tables) -> dict:
+    """One row of the summary: the claim, its section, what was measured and the verdict."""
+    try:
+        measured, ok = claim.check(tables)
+        verdict = "supported" if ok else "NOT supported"
+    except MissingTable as e:
+        measured, verdict = f"table {e.args[0]!r} not run at this profile", "not tested"
+    except Inconclusive as e:
+        measured, verdict = str(e), "inconclusive"
+    return dict(claim=claim.claim, section=claim.section, measured=measured, verdict=verdict)
+
+
+def evaluate(tables: Tables, claims: tuple[Claim, ...] = CLAIMS) -> pd.DataFrame:
+    """The verdict table of ``claims`` on ``tables`` (name -> DataFrame, or None if not run)."""
+    return pd.DataFrame([verdict_of(c, tables) for c in claims],
+                        columns=["claim", "section", "measured", "verdict"])
+
+
+def tables_needed(claims: tuple[Claim, ...] = CLAIMS) -> list[str]:
+    """The table names the claims read (found by evaluating them on no tables)."""
+    names = []
+    for c in claims:
+        try:
+            c.check({})
+        except MissingTable as e:
+            names.append(e.args[0])
+    return list(dict.fromkeys(names))
