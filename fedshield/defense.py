@@ -54,7 +54,7 @@ from .utils import check_finite, check_int, check_nonneg, check_ratio, eval_mode
 __all__ = [
     "leakage_risk", "risk_slices", "size_slices", "perturb", "clip", "per_sample_clipped_gradient",
     "clip_and_perturb", "aggregate_noise_var", "paper_aggregate_noise_var", "n_perturbed", "compensate",
-    "mp_bounds", "mp_density", "matrix_shape", "PaperDefense", "PROBES",
+    "mp_bounds", "mp_density", "matrix_shape", "as_matrix", "spectrum", "PaperDefense", "NOISE_VARS", "PROBES",
 ]
 
 PROBES = ("gaussian", "ones")
@@ -550,6 +550,27 @@ def mp_density(lam, noise_var: float, q: float) -> np.ndarray:
     return out
 
 
+def as_matrix(flat: Tensor, q: float) -> Tensor:
+    """The ``P`` entries of ``flat`` row-major in a ``v x w`` matrix (:func:`matrix_shape`), zero
+    padded at the end: the matrix whose covariance :func:`compensate` decomposes."""
+    n = flat.numel()
+    v, w = matrix_shape(n, q)
+    m = torch.zeros(v * w, dtype=flat.dtype, device=flat.device)
+    m[:n] = flat.reshape(-1)
+    return m.view(v, w)
+
+
+def spectrum(agg_flat: Tensor, q: float = 6.0) -> np.ndarray:
+    r"""The eigenvalues of :math:`M^\top M / v` (ascending, float64) for the ``v x w`` matrix
+    :func:`as_matrix` makes of ``agg_flat``: the spectrum :func:`compensate` compares with the
+    Marchenko-Pastur band (:func:`mp_bounds`, :func:`mp_density`)."""
+    if not isinstance(agg_flat, Tensor) or agg_flat.numel() == 0:
+        raise FedshieldError("the aggregate must be a non-empty tensor")
+    check_finite(agg_flat, "the aggregate")
+    m = as_matrix(agg_flat.detach().to(torch.float64), q)
+    return torch.linalg.eigvalsh(m.T @ m / m.shape[0]).cpu().numpy()
+
+
 def compensate(agg_flat: Tensor, noise_var: float, q: float = 6.0, *, return_info: bool = False,
                keep: str = "outside") -> Tensor | tuple[Tensor, dict]:
     r"""Random-matrix compensation of the aggregate (Section 5B).
@@ -584,15 +605,12 @@ def compensate(agg_flat: Tensor, noise_var: float, q: float = 6.0, *, return_inf
     if keep not in ("outside", "above"):
         raise FedshieldError(f"keep must be 'outside' or 'above', got {keep!r}")
     n_entries = agg_flat.numel()
-    v, w = matrix_shape(n_entries, q)
+    flat64 = agg_flat.detach().reshape(-1).to(torch.float64)
+    m = as_matrix(flat64, q)
+    v, w = m.shape
     q_act = v / w
     lam_lo, lam_hi = mp_bounds(noise_var, q_act)
-    flat64 = agg_flat.detach().reshape(-1).to(torch.float64)
-    m = torch.zeros(v * w, dtype=torch.float64, device=flat64.device)
-    m[:n_entries] = flat64
-    m = m.view(v, w)
-    cov = m.T @ m / v
-    evals, evecs = torch.linalg.eigh(cov)
+    evals, evecs = torch.linalg.eigh(m.T @ m / v)
     sel = evals > lam_hi
     if keep == "outside":
         sel = sel | (evals < lam_lo)
@@ -612,6 +630,10 @@ def compensate(agg_flat: Tensor, noise_var: float, q: float = 6.0, *, return_inf
 
 # --------------------------------------------------------------------------------------------
 # the pipeline as hooks
+#: the aggregate noise variances the compensation can assume (``PaperDefense(noise_var=...)``)
+NOISE_VARS = {"derived": aggregate_noise_var, "paper": paper_aggregate_noise_var}
+
+
 # --------------------------------------------------------------------------------------------
 class PaperDefense(Defense):
     """The paper's defense as client and server hooks (:mod:`fedshield.hooks`).
@@ -655,6 +677,9 @@ class PaperDefense(Defense):
     probes : Gaussian probes per root sample for :func:`leakage_risk`.
     risk_every : recompute the risk every this many rounds. seed : noise seed.
     loss_fn : loss for the risk (default softmax cross-entropy).
+    noise_var : the aggregate noise variance the compensation assumes: ``"derived"``
+        (:func:`aggregate_noise_var`, ours) or ``"paper"`` (:func:`paper_aggregate_noise_var`, the
+        paper's ``m^2``-too-large one, for the comparison of the book's Chapter 4).
     """
 
     name = "ours"
@@ -662,7 +687,9 @@ class PaperDefense(Defense):
     def __init__(self, root_x: Optional[Tensor], root_y: Optional[Tensor], *, n_slices: int = 10,
                  ratio: float = 0.2, sigma: float = 0.1, clip_bound: Optional[float] = None, q: float = 6.0,
                  compensate: bool = True, slicing: str = "risk", probes: int = 8, risk_every: int = 1,
-                 seed: Optional[int] = None, loss_fn: Optional[Callable] = None):
+                 seed: Optional[int] = None, loss_fn: Optional[Callable] = None, noise_var: str = "derived"):
+        if noise_var not in NOISE_VARS:
+            raise FedshieldError(f"noise_var must be one of {list(NOISE_VARS)}, got {noise_var!r}")
         if slicing not in ("risk", "size"):
             raise FedshieldError(f"slicing must be 'risk' or 'size', got {slicing!r}")
         if root_x is None and root_y is None and slicing == "size":
@@ -688,6 +715,7 @@ class PaperDefense(Defense):
         self.ratio, self.sigma, self.q = float(ratio), float(sigma), float(q)
         self.clip_bound = None if clip_bound is None else float(clip_bound)
         self.do_compensate = bool(compensate)
+        self.noise_var = noise_var
         self.slicing = slicing
         self.probes = check_int(probes, "probes")
         self.risk_every = check_int(risk_every, "risk_every")
@@ -767,7 +795,7 @@ class PaperDefense(Defense):
     def server(self, aggregate: Tensor, ctx: RoundContext) -> Tensor:
         if not self.do_compensate:
             return aggregate
-        var = aggregate_noise_var(ctx.weights, self.ratio, self.sigma, n_slices=self.n_slices)
+        var = NOISE_VARS[self.noise_var](ctx.weights, self.ratio, self.sigma, n_slices=self.n_slices)
         out, info = compensate(aggregate, var, self.q, return_info=True)
         ctx.extra["noise_var"] = var
         ctx.extra["dropped_directions"] = info["dropped"]
@@ -792,7 +820,8 @@ class PaperDefense(Defense):
         return (f"PaperDefense(n_slices={self.n_slices}, ratio={self.ratio}, sigma={self.sigma}, "
                 f"clip_bound={self.clip_bound}, q={self.q}, compensate={self.do_compensate}, "
                 f"slicing={self.slicing!r}, probes={self.probes}, risk_every={self.risk_every}, "
-                f"root={self._root_id()}, seed={self.seed})")
+                f"root={self._root_id()}, seed={self.seed}"
+                + ("" if self.noise_var == "derived" else f", noise_var={self.noise_var!r}") + ")")
 
     def _root_id(self) -> str:
         """Size and content hash of the root set: part of the repr, hence of result-cache keys."""

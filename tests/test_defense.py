@@ -13,7 +13,7 @@ from scipy.stats import chi2
 from torch import nn
 
 from fedshield.defense import (PaperDefense, aggregate_noise_var, clip, compensate, leakage_risk,
-                               matrix_shape, mp_bounds, mp_density, n_perturbed, paper_aggregate_noise_var,
+                               matrix_shape, mp_bounds, mp_density, n_perturbed, paper_aggregate_noise_var, spectrum,
                                per_sample_clipped_gradient, perturb, risk_slices, size_slices)
 from fedshield.errors import FedshieldError
 from fedshield.hooks import RoundContext
@@ -478,6 +478,41 @@ def test_paper_defense_client_and_server_hooks():
     ctx2 = RoundContext(round=0, model=model, weights=torch.full((6,), 1 / 6))
     assert torch.equal(d2.client(updates, ctx2), shared)
     assert d2.server(agg, ctx2) is agg
+
+
+def test_paper_defense_can_compensate_with_the_papers_variance():
+    model, (x, y) = tiny_cnn(), tiny_data(8)
+    P = sum(param_sizes(model))
+    w = torch.full((6,), 1 / 6)
+    agg = torch.randn(P, generator=make_generator(2))
+    got = {}
+    for nv in ("derived", "paper"):
+        d = PaperDefense(x, y, n_slices=5, ratio=0.4, sigma=0.05, seed=0, noise_var=nv)
+        d.on_round_start(model, 0)
+        ctx = RoundContext(round=0, model=model, weights=w)
+        d.server(agg, ctx)
+        got[nv] = (ctx.extra["noise_var"], repr(d))
+    assert got["derived"][0] == pytest.approx(aggregate_noise_var(w, 0.4, 0.05, n_slices=5))
+    assert got["paper"][0] == pytest.approx(paper_aggregate_noise_var(w, 0.4, 0.05, n_slices=5))
+    assert got["paper"][0] == pytest.approx(6 ** 2 * got["derived"][0])      # m^2 larger, equal weights
+    assert "noise_var" not in got["derived"][1] and "noise_var='paper'" in got["paper"][1]  # default keys kept
+    with pytest.raises(FedshieldError, match="noise_var must be one of"):
+        PaperDefense(x, y, noise_var="sum")
+
+
+def test_spectrum_is_the_covariance_spectrum_compensate_uses():
+    agg = torch.randn(1000, generator=make_generator(3), dtype=torch.float64)
+    ev = spectrum(agg, 6.0)
+    v, w = matrix_shape(1000, 6.0)
+    m = torch.zeros(v * w, dtype=torch.float64)
+    m[:1000] = agg
+    ref = torch.linalg.eigvalsh(m.view(v, w).T @ m.view(v, w) / v).numpy()
+    assert ev.shape == (w,) and np.allclose(ev, ref)
+    lo, hi = mp_bounds(1.0, v / w)
+    _, info = compensate(agg, 1.0, 6.0, return_info=True)
+    assert info["kept"] == int(((ev > hi) | (ev < lo)).sum())
+    with pytest.raises(FedshieldError):
+        spectrum(torch.tensor([float("nan")]))
 
 
 def test_paper_defense_randomness_sources():
