@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from .errors import FedshieldError
+
 
 def results_dir() -> Path:
     env = os.environ.get("FEDSHIELD_RESULTS")
@@ -36,8 +38,6 @@ def paper_table(table: str):
     ``dataset, row, x, metric, value, source`` (ACC in percent, ART in percent over undefended,
     PSNR in dB; ``x`` is the swept parameter of Table III[B-D], else None)."""
     import pandas as pd
-
-    from .errors import FedshieldError
 
     if table not in PAPER_TABLES:
         raise FedshieldError(f"unknown paper table {table!r}; choose from {list(PAPER_TABLES)}")
