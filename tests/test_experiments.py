@@ -100,3 +100,24 @@ def test_registry_refuses_root_options_and_unknown_names():
         build_defense("soteria", seed=0)
     assert build_defense("dp-g", seed=None).seed == 1009  # seed None counts as 0, as in FedAvg
     assert build_defense("dp-g", seed=0, options={"seed": 7}).seed == 7
+
+
+def test_calibration_readings_build_the_papers_federation():
+    from fedshield.experiments.calibration import PAPER_UNDEFENDED, READINGS, Reading, calibration_config
+    cfg = calibration_config("cifar10", READINGS[0])
+    assert (cfg.n_clients, cfg.per_round, cfg.rounds, cfg.local_lr, cfg.local_epochs) == (1000, 200, 2000, 1e-2, 2)
+    assert cfg.local_batch_size is None and cfg.model_kwargs == ()
+    dlg3 = calibration_config("mnist", Reading("x", init="dlg", n_conv=3, batch_size=5))
+    assert dict(dlg3.model_kwargs) == {"dlg_init": True, "n_conv": 3} and dlg3.local_batch_size == 5
+    assert len({r.name for r in READINGS}) == len(READINGS) and set(PAPER_UNDEFENDED) == {"mnist", "fmnist", "cifar10"}
+    with pytest.raises(FedshieldError, match="init must be"):
+        Reading("x", init="xavier").model_kwargs()
+    with pytest.raises(FedshieldError, match="no paper partition"):
+        calibration_config("cifar100", READINGS[0])
+
+
+def test_calibration_table_has_one_row_per_evaluation(data_root, tmp_path):
+    from fedshield.experiments.calibration import READINGS, run_calibration
+    tab = run_calibration(["mnist"], READINGS[1:2], rounds=4, eval_every=2, progress=False)
+    assert tab["round"].tolist() == [2, 4] and tab.accuracy.between(0, 1).all()
+    assert tab.paper.tolist() == pytest.approx([0.9169] * 2) and (tab.seconds_per_round > 0).all()
