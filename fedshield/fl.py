@@ -456,8 +456,9 @@ class Simulator:
         -------
         dict with ``round`` (0-based index), ``accuracy`` (test accuracy after the round, or
         ``None`` when not evaluated), ``round_time`` (seconds, sampling to weight update, defense
-        included), ``eval_time``, ``clients`` (sampled ids), ``samples`` (their total sample
-        count), ``update_norm`` (norm of the applied aggregate).
+        included), ``eval_time``, ``defense_time`` (seconds inside the defense's
+        ``on_round_start`` / ``client`` / ``server`` hooks), ``clients`` (sampled ids),
+        ``samples`` (their total sample count), ``update_norm`` (norm of the applied aggregate).
         """
         cfg, r = self.cfg, self.rounds_done
         _sync(self.device)
@@ -465,7 +466,10 @@ class Simulator:
         ids = torch.randperm(cfg.n_clients, generator=self.gen_sample, device=self.gen_sample.device)
         ids = sorted(ids[:cfg.per_round].tolist())
         sizes = self._sizes[ids]
+        t_start = time.perf_counter()
         self.defense.on_round_start(self.model, r)
+        _sync(self.device)
+        t_start = time.perf_counter() - t_start
         perms = self._schedule(sizes)
         bufs = None
         if self.batched:
@@ -478,12 +482,18 @@ class Simulator:
             updates = updates / scale
         ctx = RoundContext(round=r, model=self.model, weights=weights, client_ids=ids,
                            client_data=_ClientData(self, ids), generator=self.gen_defense)
+        t_client = time.perf_counter()
         updates = self.defense.client(updates, ctx)
+        _sync(self.device)
+        t_client = time.perf_counter() - t_client
         if tuple(updates.shape) != (len(ids), self.n_params):
             raise FedshieldError(f"defense.client returned shape {tuple(updates.shape)}, "
                                  f"expected {(len(ids), self.n_params)}")
         agg = weights @ updates
+        t_server = time.perf_counter()
         agg = self.defense.server(agg, ctx)
+        _sync(self.device)
+        t_server = time.perf_counter() - t_server
         if tuple(agg.shape) != (self.n_params,):
             raise FedshieldError(f"defense.server returned shape {tuple(agg.shape)}, expected {(self.n_params,)}")
         with torch.no_grad():
@@ -501,6 +511,7 @@ class Simulator:
             acc = self.evaluate()
             eval_time = time.perf_counter() - t1
         rec = {"round": r, "accuracy": acc, "round_time": round_time, "eval_time": eval_time,
+               "defense_time": {"round_start": t_start, "client": t_client, "server": t_server},
                "clients": ids, "samples": int(sizes.sum()), "update_norm": float(agg.norm())}
         self.history.append(rec)
         self.rounds_done += 1
@@ -537,14 +548,21 @@ class Simulator:
         """JSON-able summary of the rounds so far: ``accuracy`` (per evaluated round),
         ``eval_rounds`` (rounds completed at each evaluation, 1-based), ``round_time`` (every
         round), ``mean_round_time`` (mean without the first, warm-up round when there are
-        several), ``final_accuracy`` (last evaluation), ``clients`` (ids per round)."""
+        several), ``mean_defense_time`` (the same mean of the time inside the defense's hooks, split
+        into ``round_start`` (the server's per-round work, e.g. the leakage risk and slicing),
+        ``client`` (the clients' clipping and perturbation, all clients of the round) and ``server``
+        (the compensation); part of ``round_time``), ``final_accuracy`` (last evaluation),
+        ``clients`` (ids per round)."""
         h = self.history
         ev = [x for x in h if x["accuracy"] is not None]
         rt = [x["round_time"] for x in h]
+        dt = [x.get("defense_time") for x in h[1:] or h if x.get("defense_time")]
+        parts = {k: sum(d[k] for d in dt) / len(dt) for k in ("round_start", "client", "server")} if dt else None
         return {"accuracy": [x["accuracy"] for x in ev],
                 "eval_rounds": [x["round"] + 1 for x in ev],
                 "round_time": rt,
                 "mean_round_time": (sum(rt[1:]) / (len(rt) - 1) if len(rt) > 1 else (rt[0] if rt else None)),
+                "mean_defense_time": parts,
                 "final_accuracy": ev[-1]["accuracy"] if ev else None,
                 "clients": [x["clients"] for x in h],
                 "batched": self.batched}

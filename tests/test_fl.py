@@ -1,6 +1,7 @@
 """FedAvg simulator: exact math, batched == loop, hooks, determinism, caching/resume, learning."""
 import copy
 import json
+import time
 
 import pytest
 import torch
@@ -167,6 +168,32 @@ def test_hooks_see_weighted_average_and_zero_updates_freeze_model(batched):
         Simulator(model, data, None, cfg, defense, batched=batched).run(progress=False)
         assert torch.equal(_flat(model), w0)
         assert len(defense.aggs) == 2
+
+
+class Slow(Defense):
+    """Sleeps a known time in each hook, so the split of the round time can be checked."""
+
+    def on_round_start(self, model, r):
+        time.sleep(0.03)
+
+    def client(self, updates, ctx):
+        time.sleep(0.02)
+        return updates
+
+    def server(self, agg, ctx):
+        time.sleep(0.01)
+        return agg
+
+
+def test_round_time_is_split_by_defense_hook():
+    cfg = FLConfig(n_clients=4, per_round=2, rounds=3, local_lr=0.1)
+    sim = Simulator(_lenet(), _clients([3, 4, 5, 2]), None, cfg, Slow())
+    res = sim.run(progress=False)
+    parts = res["mean_defense_time"]
+    assert parts["round_start"] >= 0.03 and parts["client"] >= 0.02 and parts["server"] >= 0.01
+    assert parts["round_start"] > parts["client"] > parts["server"]
+    assert sum(parts.values()) <= res["mean_round_time"]
+    assert all(set(r["defense_time"]) == {"round_start", "client", "server"} for r in sim.history)
 
 
 def test_hook_shape_is_checked():
