@@ -137,6 +137,9 @@ def write_notebook(nb: dict, path: str | os.PathLike) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".ipynb.tmp")
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)   # mkstemp makes it private; a notebook is an ordinary file
     os.replace(tmp, path)
 
 
