@@ -38,8 +38,9 @@ lock:
 	@echo "wrote $(LOCK): $$(grep -vc '^#' $(LOCK)) packages"
 
 ## Build the book from the stored, executed notebooks (executes nothing); warnings are errors.
+## --all: an incremental build would not re-read, so not re-warn about, unchanged pages.
 book: $(STAMP)
-	$(VENV)/bin/jupyter-book build book/ -W --keep-going
+	$(VENV)/bin/jupyter-book build book/ --all -W --keep-going
 	@echo "open book/_build/html/index.html"
 
 ## The test suite: unit/property tests, attack and simulator checks, nbval on the smoke notebooks.
