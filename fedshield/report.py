@@ -93,6 +93,9 @@ def paper_wide(cmp, *, index=("dataset", "row"), metrics=("PSNR", "SSIM", "ACC",
     w = w.reindex(columns=pd.MultiIndex.from_product([metrics, ["paper", "ours", "delta"]]))
     w = w.rename(columns={"delta": "Δ"}, level=1)
     key = {r: i for i, r in enumerate(order or ())}
+    groups = {(d,): i for i, d in enumerate(PAPER_DATASET.values())}   # the paper's column order
+    for k in cmp[list(index)[:-1]].itertuples(index=False, name=None):  # then any other, as it comes
+        groups.setdefault(tuple(k), len(groups))
 
     def rank(i):
         idx = w.index[i] if isinstance(w.index[i], tuple) else (w.index[i],)
@@ -102,7 +105,7 @@ def paper_wide(cmp, *, index=("dataset", "row"), metrics=("PSNR", "SSIM", "ACC",
             num = (head, float(tail))
         except ValueError:
             num = (row, 0.0)
-        return (idx[:-1], key.get(row, len(key)), num)
+        return (groups.get(tuple(idx[:-1]), len(groups)), key.get(row, len(key)), num)
 
     w = w.iloc[sorted(range(len(w)), key=rank)]
     return w.dropna(how="all")

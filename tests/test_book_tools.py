@@ -103,3 +103,21 @@ def test_cli_lists_commands_and_rejects_unknown_profile(capsys):
     with pytest.raises(SystemExit) as e:
         main(["reproduce", "--profile", "huge"])
     assert e.value.code == 2
+
+
+def test_beside_paper_puts_paper_ours_and_delta_in_the_papers_units():
+    from fedshield.report import beside_paper, paper_wide, table2_long
+    t = pd.DataFrame({"dataset": ["mnist", "mnist", "mnist"], "defense": ["none", "ours", "ours"],
+                      "muted": [False, False, True], "psnr_mean": [60.0, 10.0, 50.0], "ssim_mean": [1.0, 0.1, 0.9],
+                      "acc": [0.9, 0.8, 0.8], "art_ratio": [1.0, 1.1, 1.1]})
+    long = table2_long(t)
+    row = long.set_index(["row", "metric"]).value
+    assert row[("Ours", "ACC")] == pytest.approx(80.0) and row[("Ours", "ART")] == pytest.approx(10.0)
+    assert ("Ours-muted", "ACC") not in row.index and ("none", "ART") not in row.index
+    cmp = beside_paper(long, "II[A]")
+    ours = cmp[(cmp.dataset == "MNIST") & (cmp.row == "Ours")].set_index("metric")
+    assert ours.loc["PSNR", "paper"] == 9.41 and ours.loc["PSNR", "delta"] == pytest.approx(10.0 - 9.41)
+    assert ours.loc["ACC", "delta"] == pytest.approx(80.0 - 90.43)
+    w = paper_wide(cmp, order=["none", "Ours", "GC"])
+    assert [d for d, _ in w.index][:3] == ["MNIST"] * 3 and list(w.index[:3]) == [("MNIST", "none"), ("MNIST", "Ours"), ("MNIST", "GC")]
+    assert list(w.columns[:3]) == [("PSNR", "paper"), ("PSNR", "ours"), ("PSNR", "Δ")]
