@@ -41,6 +41,7 @@ NOTEBOOKS = [
     "08_summary",
 ]
 PROFILES = ("smoke", "default", "paper")
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 
 
 def repo_root() -> Path:
@@ -72,7 +73,9 @@ def run_notebooks(profile: str = "default", only: list[str] | None = None, *, bu
     out = output_dir(profile, root)
     out.mkdir(parents=True, exist_ok=True)
     env_backup = os.environ.get("MPLBACKEND")
-    os.environ["MPLBACKEND"] = "Agg"
+    # the kernels inherit this: Jupyter's inline backend stores every figure in the notebook (and
+    # needs no display). With MPLBACKEND=Agg, ipykernel >= 7 honours Agg and no figure is kept.
+    os.environ["MPLBACKEND"] = INLINE_BACKEND
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # kernels inherit it: no busy-waiting OpenMP threads
     done = []
     try:

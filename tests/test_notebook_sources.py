@@ -39,6 +39,17 @@ def test_executed_copy_has_no_execution_noise(source, executed):
     assert '"start_time"' not in text and '"iopub.execute_input"' not in text
 
 
+@pytest.mark.parametrize("source,executed", PAIRS, ids=[f"{d.parent.name}/{d.stem}" for _, d in PAIRS])
+def test_every_figure_is_stored_in_the_executed_copy(source, executed):
+    """A cell that shows a figure carries it: a kernel on a non-inline matplotlib backend (say
+    MPLBACKEND=Agg inherited from the shell) runs the cell and silently keeps no image."""
+    nb = read_notebook(executed)
+    for i, c in enumerate(nb["cells"]):
+        if c["cell_type"] == "code" and "plt.show()" in "".join(c["source"]):
+            kinds = {k for o in c.get("outputs", []) for k in o.get("data", {})}
+            assert "image/png" in kinds, f"{executed.name}, cell {i}: shows a figure but stores none"
+
+
 def _executed_like(src, stamp):
     """What papermill makes of ``src``: an injected-parameters cell with a random id, timestamps."""
     nb = copy.deepcopy(src)
