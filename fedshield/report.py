@@ -117,7 +117,8 @@ def paper_bars(cmp, metric: str, *, title: str = "", order=None):
     import matplotlib.pyplot as plt
 
     d = cmp[cmp.metric == metric]
-    sets = list(dict.fromkeys(d.dataset))
+    present = list(dict.fromkeys(d.dataset))
+    sets = [x for x in PAPER_DATASET.values() if x in present] + [x for x in present if x not in PAPER_DATASET.values()]
     fig, axes = plt.subplots(1, len(sets), figsize=(4.2 * len(sets), 3.2), squeeze=False, sharey=True)
     for ax, ds in zip(axes[0], sets):
         g = d[d.dataset == ds]
