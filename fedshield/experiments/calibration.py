@@ -53,6 +53,9 @@ READINGS: tuple[Reading, ...] = (
     Reading("default init, 3 conv, full batch", n_conv=3),
     Reading("DLG init, 4 conv, batch 5", init="dlg", batch_size=5),
     Reading("DLG init, 3 conv, batch 5", init="dlg", n_conv=3, batch_size=5),
+    Reading("DLG init, 4 conv, batch 10", init="dlg", batch_size=10),
+    Reading("DLG init, 4 conv, batch 2", init="dlg", batch_size=2),
+    Reading("DLG init, 4 conv, batch 1", init="dlg", batch_size=1),
 )
 
 
