@@ -115,7 +115,9 @@ def run_notebooks(profile: str = "default", only: list[str] | None = None, *, bu
 def build_book(root: Path | None = None) -> None:
     root = root or repo_root()
     exe = Path(sys.executable).with_name("jupyter-book")
-    cmd = [str(exe) if exe.exists() else "jupyter-book", "build", str(root / "book")]
+    # as `make book`: every page re-read, warnings are errors (the executed copies are already
+    # written and the results cached, so a failed build loses nothing)
+    cmd = [str(exe) if exe.exists() else "jupyter-book", "build", str(root / "book"), "--all", "-W", "--keep-going"]
     print("building the book:", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)
 
