@@ -53,17 +53,18 @@ PAPER_DEFENSE = {"none": "none", "ours": "Ours", "gc": "GC", "dp-g": "DP-G", "dp
 def beside_paper(ours, table: str, *, on: tuple[str, ...] = ("dataset", "row", "metric")):
     """``ours`` (long: columns ``on`` + ``value``, in the paper's units and names) beside the paper's
     values of ``table``: columns ``paper``, ``ours``, ``delta`` (ours - paper), one row per cell
-    either side has (a cell the paper prints as '-' or that we did not run reads NaN)."""
+    either side has (a cell the paper prints as '-' or that we did not run reads NaN). The outer
+    merge sorts the rows; :func:`paper_wide` puts them in the paper's order."""
     import pandas as pd
 
     paper = paper_table(table)[[*on, "value"]].rename(columns={"value": "paper"})
     mine = ours[[*on, "value"]].rename(columns={"value": "ours"})
-    out = pd.merge(paper, mine, on=list(on), how="outer", sort=False)
+    out = pd.merge(paper, mine, on=list(on), how="outer")
     out["delta"] = out["ours"] - out["paper"]
     return out
 
 
-def table2_long(t, *, undefended_round_time: dict | None = None):
+def table2_long(t):
     """A Table II frame of the book (``dataset, defense, muted, psnr_mean, ssim_mean, acc, art_ratio``)
     in the paper's units and names, long: PSNR dB, SSIM, ACC %, ART % over undefended."""
     import pandas as pd

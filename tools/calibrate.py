@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+import pandas as pd
 import torch
 
 from fedshield.experiments.calibration import READINGS, run_calibration
@@ -30,7 +31,6 @@ def main(argv=None) -> int:
     tab = run_calibration(a.datasets, [READINGS[i] for i in a.readings], rounds=a.rounds, seed=a.seed)
     old = load_table("calibration", a.profile)
     if old is not None:   # keep the rows of other datasets / readings measured earlier
-        import pandas as pd
         keep = old[~(old.dataset.isin(a.datasets) & old.reading.isin(tab.reading.unique()))]
         tab = pd.concat([keep, tab], ignore_index=True)
     save_table("calibration", tab, a.profile)
