@@ -89,10 +89,19 @@ class GradientCompression(Defense):
 
 
 class _Noise(Defense):
-    def __init__(self, variance: float = 1e-2, seed: Optional[int] = None):
+    """Entry-wise noise of ``variance``: on the shared update (``where="update"``, the default) or,
+    ``where="step"``, on the gradient of every local SGD step of every client (DP-SGD without
+    clipping; a FedAvg client taking ``S`` steps then shares ``S`` noise draws summed, in
+    pseudo-gradient units: variance ``S * variance`` per entry)."""
+
+    def __init__(self, variance: float = 1e-2, seed: Optional[int] = None, where: str = "update"):
         check_nonneg(variance, "variance")
+        if where not in ("update", "step"):
+            raise FedshieldError(f"where must be 'update' or 'step', got {where!r}")
         self.variance = float(variance)
         self.seed = seed
+        self.where = where
+        self.on_local_steps = where == "step"
         self.generator = make_generator(seed)
 
     def _noise(self, shape, dtype, device) -> Tensor:  # pragma: no cover - abstract
@@ -100,12 +109,21 @@ class _Noise(Defense):
 
     def client(self, updates: Tensor, ctx: Optional[RoundContext] = None) -> Tensor:
         u = _check_updates(updates)
-        if self.variance == 0:
+        if self.variance == 0 or self.where == "step":
             return u.clone()
         return u + self._noise(u.shape, u.dtype, u.device)
 
+    def local_step(self, grads: dict, active: Tensor) -> dict:
+        if self.variance == 0:
+            return grads
+        out = {}
+        for k, g in grads.items():
+            z = self._noise(g.shape, g.dtype, g.device)
+            out[k] = g + z * active.to(g.dtype).view(-1, *([1] * (g.dim() - 1)))
+        return out
+
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(variance={self.variance})"
+        return f"{type(self).__name__}(variance={self.variance}" + (", where='step')" if self.where == "step" else ")")
 
 
 class DPGaussian(_Noise):

@@ -14,7 +14,9 @@ One round of FedAvg (McMahan et al.) as the paper runs it (Section 6A):
    ``local_lr`` when ``share="gradient"`` (the default): the pseudo-gradient, i.e. the sum of the
    local gradients along the trajectory, equal to the loss gradient after one full-batch step.
    The defenses' noise and clipping bounds are then in gradient units, as in the paper;
-4. ``U = defense.client(U, ctx)`` on the stacked ``[m, P]`` updates;
+4. ``U = defense.client(U, ctx)`` on the stacked ``[m, P]`` updates (a defense with
+   ``on_local_steps`` also transforms every local step's gradients, :meth:`Defense.local_step`:
+   noise per local step, one reading of the paper's DP baselines);
 5. ``a = sum_i p_i u_i`` with ``p_i = n_i / sum_j n_j``; ``a = defense.server(a, ctx)``;
 6. ``w <- w - server_lr * a`` (times ``local_lr`` when ``share="gradient"``).
 
@@ -384,12 +386,22 @@ class Simulator:
                     b = order[s:s + B]
                     opt.zero_grad(set_to_none=True)
                     F.cross_entropy(work(self._x[b]), self._y[b]).backward()
+                    if self.defense.on_local_steps:
+                        self._local_step_loop(work)
                     opt.step()
             with torch.no_grad():
                 updates[j] = torch.cat([(gp - wp).reshape(-1) for gp, wp in zip(gparams, wparams)])
             if has_buf:
                 bufs.append({k: v.detach().clone() for k, v in work.named_buffers()})
         return updates, bufs
+
+    def _local_step_loop(self, work: nn.Module) -> None:
+        """The defense's :meth:`~fedshield.hooks.Defense.local_step` on one client's gradients (``.grad``)."""
+        named = [(n, p) for n, p in work.named_parameters() if p.requires_grad]
+        out = self.defense.local_step({n: p.grad.unsqueeze(0) for n, p in named},
+                                      torch.ones(1, dtype=torch.bool, device=self.device))
+        for n, p in named:
+            p.grad = out[n][0]
 
     def _make_vgrad(self):
         work = self._work
@@ -437,6 +449,8 @@ class Simulator:
                     p = torch.where(valid, pos[:, cols], 0)                    # padding -> the client's first sample
                     gidx = torch.gather(rows_g, 1, p)
                     grads = self._vgrad(params, self._x[gidx], self._y[gidx], valid.to(gparams[0].dtype))
+                    if self.defense.on_local_steps:
+                        grads = self.defense.local_step(grads, valid.any(1))
                     params = {k: params[k] - cfg.local_lr * grads[k] for k in self._names}
             updates[grp_d] = torch.cat([(gp.unsqueeze(0) - params[k]).reshape(g, -1)
                                         for k, gp in zip(self._names, gparams)], dim=1)

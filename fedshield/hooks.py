@@ -57,5 +57,16 @@ class Defense:
         """Transform the ``[P]`` weighted-average aggregate. Default: unchanged."""
         return aggregate
 
+    #: the simulator calls :meth:`local_step` at every local SGD step only when this is True
+    on_local_steps = False
+
+    def local_step(self, grads: dict[str, Tensor], active: Tensor) -> dict[str, Tensor]:
+        """Transform one local SGD step's gradients of a group of ``g`` clients trained together:
+        ``grads[name]`` is ``[g, *shape]`` (parameter ``name``), ``active`` the ``[g]`` boolean mask
+        of the clients that take this step (a client whose data ran out takes none and must keep a
+        zero gradient). Used by noise that the paper may have meant per local step (DP-SGD-like);
+        called only when :attr:`on_local_steps`. Default: unchanged."""
+        return grads
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

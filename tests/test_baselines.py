@@ -211,3 +211,26 @@ def test_registry_builds_the_papers_defense():
     ctx = _ctx(m, None, 2)
     out = d.client(upd, ctx)
     assert out.shape == upd.shape and (out != 0).any()
+
+
+def test_dp_noise_on_every_local_step():
+    """``where="step"``: the shared update is left alone, each local step's gradient of an active
+    client gets noise of the stated variance, an inactive client's stays zero."""
+    import torch
+
+    from fedshield.baselines import DPGaussian, DPLaplace
+    from fedshield.errors import FedshieldError
+
+    for cls in (DPGaussian, DPLaplace):
+        d = cls(variance=0.04, seed=0, where="step")
+        assert d.on_local_steps and "where='step'" in repr(d)
+        u = torch.randn(3, 50)
+        assert torch.equal(d.client(u, None), u)
+        grads = {"w": torch.zeros(4, 20_000), "b": torch.zeros(4, 3, 2)}
+        active = torch.tensor([True, False, True, True])
+        out = d.local_step(grads, active)
+        assert bool((out["w"][1] == 0).all()) and bool((out["b"][1] == 0).all())
+        assert abs(float(out["w"][[0, 2, 3]].std()) / 0.2 - 1) < 0.02
+        assert not cls(variance=0.04).on_local_steps
+    with pytest.raises(FedshieldError, match="where"):
+        DPGaussian(where="round")

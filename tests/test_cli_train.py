@@ -11,7 +11,7 @@ from fedshield import cli
 OPTIONS = ["--dataset", "--model", "--rounds", "--clients", "--per-round", "--seed", "--json",
            "--local-epochs", "--lr", "--batch-size", "--data-dir", "--no-progress", "--partition",
            "--max-per-class", "--test-samples", "--eval-every", "--server-lr", "--loop", "--no-cache",
-           "--defense", "--attack", "--root-size", "--device"]
+           "--defense", "--attack", "--root-size", "--device", "--init", "--n-conv", "--risk-every"]
 
 
 def test_help_explains_every_option(capsys):
@@ -66,7 +66,8 @@ def test_tiny_run_writes_json(data_root, tmp_path, capsys):
     out = tmp_path / "sub" / "out.json"
     argv = ["train", "--dataset", "mnist", "--model", "lenet", "--rounds", "2", "--clients", "10",
             "--per-round", "3", "--seed", "1", "--local-epochs", "1", "--lr", "0.1", "--batch-size", "5",
-            "--test-samples", "100", "--data-dir", str(data_root), "--no-progress", "--json", str(out)]
+            "--test-samples", "100", "--eval-every", "1", "--data-dir", str(data_root), "--no-progress",
+            "--json", str(out)]
     assert cli.main(argv) == 0
     printed = capsys.readouterr().out
     assert "final test accuracy" in printed
@@ -92,3 +93,28 @@ def test_defense_option_runs(defense, data_root, tmp_path, capsys):
     res = json.loads(out.read_text())
     assert res["defense"].startswith({"gc": "GradientCompression", "ours": "PaperDefense"}[defense])
     assert f"with {defense}" in capsys.readouterr().out
+
+
+def test_defaults_are_the_calibrated_setting(data_root, tmp_path):
+    """Without options the run is the book's calibrated setting: DLG init, 4-conv LeNet, local
+    batch 1, SGD 1e-2, 2 epochs; ``--batch-size full`` and ``--init default`` give the literal one."""
+    out = tmp_path / "c.json"
+    base = ["train", "--rounds", "1", "--clients", "10", "--per-round", "2", "--test-samples", "20",
+            "--data-dir", str(data_root), "--no-progress", "--no-cache"]
+    assert cli.main(base + ["--json", str(out)]) == 0
+    c = json.loads(out.read_text())["config"]
+    assert c["local_batch_size"] == 1 and c["local_lr"] == 0.01 and c["local_epochs"] == 2
+    assert [list(kv) for kv in c["model_kwargs"]] == [["dlg_init", True]]
+    assert cli.main(base + ["--batch-size", "full", "--init", "default", "--n-conv", "3", "--json", str(out)]) == 0
+    c = json.loads(out.read_text())["config"]
+    assert c["local_batch_size"] is None and [list(kv) for kv in c["model_kwargs"]] == [["n_conv", 3]]
+
+
+def test_risk_every(data_root, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    base = ["train", "--rounds", "1", "--clients", "10", "--per-round", "2", "--test-samples", "20",
+            "--root-size", "10", "--data-dir", str(data_root), "--no-progress", "--no-cache"]
+    assert cli.main(base + ["--defense", "ours", "--risk-every", "7", "--json", str(out)]) == 0
+    assert "risk_every=7" in json.loads(out.read_text())["defense"]
+    assert cli.main(base + ["--defense", "gc", "--risk-every", "7"]) == 2
+    assert "--risk-every applies to --defense ours only" in capsys.readouterr().err

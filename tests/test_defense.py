@@ -608,3 +608,53 @@ def test_end_to_end_defended_fedavg_learns_mnist(data_root):
     for clean, shared, ids, bounds in defense.log[::7]:
         assert ids.shape == (10, 2)
         assert torch.equal(shared != clean, _slice_mask(bounds, ids, P))
+
+
+def test_batched_perturb_noise_has_std_sigma_on_chosen_slices_only():
+    m, P, sigma = 6, 40_000, 0.3
+    flat = torch.randn(m, P, generator=make_generator(3))
+    bounds = size_slices([P], 10)
+    out, ids = perturb(flat, bounds, 0.3, sigma, generator=make_generator(4))
+    d = out - flat
+    for r in range(m):
+        mask = torch.zeros(P, dtype=torch.bool)
+        for j in ids[r].tolist():
+            mask[bounds[j]:bounds[j + 1]] = True
+        assert bool((d[r][~mask] == 0).all())
+        assert abs(float(d[r][mask].std()) / sigma - 1) < 0.03
+    # rows draw independent noise
+    assert abs(float(torch.corrcoef(torch.stack([d[0][d[0] != 0][:1000], d[1][d[1] != 0][:1000]]))[0, 1])) < 0.15
+
+
+def test_risk_warmup_doubles_the_refresh_period_up_to_risk_every(monkeypatch):
+    import fedshield.defense as D
+
+    model, (x, y) = tiny_cnn(), tiny_data()
+    calls = []
+    real = D.leakage_risk
+    monkeypatch.setattr(D, "leakage_risk", lambda *a, **k: real(*a, **k))
+    d = PaperDefense(x, y, n_slices=4, risk_every=20, risk_warmup=True, seed=0, probes=1)
+    orig = d.update_slices
+    monkeypatch.setattr(d, "update_slices", lambda model, generator=None: calls.append(r) or orig(model))
+    for r in range(80):
+        d.on_round_start(model, r)
+    assert calls == [0, 1, 2, 4, 8, 16, 32, 52, 72]
+    assert "risk_warmup=True" in repr(d) and "risk_warmup" not in repr(PaperDefense(x, y, seed=0))
+
+
+def test_check_finite_fast_path_is_exact():
+    from fedshield.errors import FedshieldError
+    from fedshield.utils import check_finite
+
+    x = torch.randn(1000)
+    check_finite(x, "x")
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        y = x.clone()
+        y[17] = bad
+        with pytest.raises(FedshieldError, match="NaN or Inf"):
+            check_finite(y, "y")
+    y = x.clone()
+    y[0], y[1] = float("inf"), -float("inf")   # the sum is NaN
+    with pytest.raises(FedshieldError):
+        check_finite(y, "y")
+    check_finite(torch.full((10,), 3e38), "big")   # finite entries whose sum overflows: not an error

@@ -11,6 +11,7 @@ import torch
 from ..baselines import DEFENSES
 from ..errors import FedshieldError
 from ..experiments import fl_defense
+from ..experiments.campaign import OURS_REFRESH
 from ..fl import FLConfig, run_fedavg
 
 
@@ -19,6 +20,12 @@ def _int(text: str) -> int:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}")
+
+
+def _batch(text: str):
+    if text.strip().lower() == "full":
+        return None
+    return _int(text)
 
 
 def _float(text: str) -> float:
@@ -48,14 +55,25 @@ def add_parser(sub) -> None:
                    help="seeds model init, partition, client sampling and local shuffling")
     p.add_argument("--local-epochs", type=_int, default=2, metavar="E", help="local SGD epochs per round")
     p.add_argument("--lr", type=_float, default=1e-2, help="local SGD learning rate")
-    p.add_argument("--batch-size", type=_int, default=None, metavar="B",
-                   help="local mini-batch size (default: the client's whole data, one step per epoch)")
+    p.add_argument("--batch-size", type=_batch, default=1, metavar="B",
+                   help="local mini-batch size, or 'full' for the client's whole data (one step per epoch); "
+                        "the default 1 is the calibrated setting (the book's calibration page: closest to the "
+                        "paper's undefended accuracy after 2000 rounds)")
+    p.add_argument("--init", default="dlg", choices=["dlg", "default"],
+                   help="LeNet initialisation: dlg (U(-0.5, 0.5), DLG's; the calibrated setting) or default "
+                        "(PyTorch's, with which the sigmoid LeNet stays at chance at SGD 1e-2)")
+    p.add_argument("--n-conv", type=_int, default=4, metavar="L",
+                   help="LeNet convolutions (the paper's 4; DLG's and the authors' code have 3)")
+    p.add_argument("--risk-every", type=_int, default=None, metavar="R",
+                   help="--defense ours: recompute the leakage risk and slices every R rounds (default: "
+                        "rounds 0, 1, 2, 4, ..., 128, then every 200, the book's schedule, chosen from the measured "
+                        "drift of the slice boundaries)")
     p.add_argument("--server-lr", type=_float, default=1.0, help="server step size on the averaged update")
     p.add_argument("--partition", default="noniid",
                    help="noniid (paper: 2 classes per client, 1..K samples each) or iid (K+1 samples per client)")
     p.add_argument("--max-per-class", type=_int, default=None, metavar="K",
                    help="K of the partition (default: the paper's, 10 for (F)MNIST, 20 for CIFAR-10)")
-    p.add_argument("--eval-every", type=_int, default=1, metavar="R",
+    p.add_argument("--eval-every", type=_int, default=10, metavar="R",
                    help="test accuracy every R rounds (and after the last)")
     p.add_argument("--test-samples", type=_int, default=None, metavar="K",
                    help="evaluate on a fixed random subset of K test images (default: the whole test split)")
@@ -84,7 +102,7 @@ def _run(args) -> int:
                    per_round=args.per_round, local_epochs=args.local_epochs, local_lr=args.lr,
                    local_batch_size=args.batch_size, server_lr=args.server_lr, partition=args.partition,
                    max_per_class=args.max_per_class, seed=args.seed, eval_every=args.eval_every,
-                   test_samples=args.test_samples)
+                   test_samples=args.test_samples, model_kwargs=_model_kwargs(args))
     defense = _make_defense(args, cfg)
     if args.device.startswith("cuda"):
         if not torch.cuda.is_available():
@@ -106,6 +124,18 @@ def _run(args) -> int:
     return 0
 
 
+def _model_kwargs(args) -> tuple:
+    """LeNet's ``--init`` / ``--n-conv`` as ``FLConfig.model_kwargs`` (nothing for the ConvNet)."""
+    if str(args.model).lower() != "lenet":
+        return ()
+    kw = []
+    if args.init == "dlg":
+        kw.append(("dlg_init", True))
+    if args.n_conv != 4:
+        kw.append(("n_conv", args.n_conv))
+    return tuple(kw)
+
+
 def _make_defense(args, cfg):
     """The defense named by ``--defense`` (``None`` for 'none') with the paper's settings against
     ``--attack``: :func:`fedshield.experiments.fl_defense` (root set outside every client's data,
@@ -117,4 +147,9 @@ def _make_defense(args, cfg):
         raise FedshieldError(f"unknown attack {args.attack!r}; choose from ['dlg', 'ig']")
     if name == "none":
         return None
-    return fl_defense(name, cfg, attack=args.attack, root_size=args.root_size, data_dir=args.data_dir)
+    opts = {}
+    if name == "ours":
+        opts.update(OURS_REFRESH if args.risk_every is None else {"risk_every": args.risk_every})
+    elif args.risk_every is not None:
+        raise FedshieldError("--risk-every applies to --defense ours only")
+    return fl_defense(name, cfg, attack=args.attack, root_size=args.root_size, data_dir=args.data_dir, **opts)

@@ -1,0 +1,91 @@
+"""The paper-scale campaign: cells, keys, resumable tables, the calibrated setting, plans."""
+import pytest
+import torch
+
+from fedshield.errors import FedshieldError
+from fedshield.experiments import campaign as C
+from fedshield.fl import run_fedavg
+from fedshield.report import load_table
+
+
+@pytest.fixture()
+def results(tmp_path, monkeypatch):
+    monkeypatch.setenv("FEDSHIELD_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setenv("FEDSHIELD_CACHE", str(tmp_path / "cache"))
+    return tmp_path
+
+
+def test_the_calibrated_setting_is_the_papers_local_training_with_batch_1():
+    cfg = C.paper_scale_config("mnist", seed=3)
+    assert (cfg.rounds, cfg.n_clients, cfg.per_round, cfg.local_lr, cfg.local_epochs, cfg.local_batch_size) == \
+        (2000, 100, 10, 1e-2, 2, 1)
+    assert dict(cfg.model_kwargs) == {"dlg_init": True} and cfg.seed == 3 and cfg.share == "gradient"
+    assert C.paper_scale_config("cifar10").n_clients == 1000
+    assert C.paper_scale_config("mnist", share="update").share == "update"
+
+
+def test_cell_keys_identify_the_run():
+    a = C.Cell("mnist", "ours", 0, options=(("risk_every", 200),))
+    assert a.key() == C.Cell("mnist", "ours", 0, row="another label", options=(("risk_every", 200),)).key()
+    others = [C.Cell("mnist", "ours", 1, options=a.options), C.Cell("fmnist", "ours", 0, options=a.options),
+              C.Cell("mnist", "ours", 0), C.Cell("mnist", "dp-g", 0), C.Cell("mnist", "ours", 0, options=a.options,
+                                                                             fl=(("share", "update"),)),
+              C.Cell("mnist", "ours", 0, options=a.options, rounds=10)]
+    assert len({a.key(), *(o.key() for o in others)}) == 1 + len(others)
+
+
+def test_plans_cover_the_issue():
+    t2 = C.plan("table2a_acc", (0, 1, 2))
+    assert {(c.dataset, c.defense) for c in t2} == {(d, x) for d in ("mnist", "fmnist")
+                                                    for x in ("none", "ours", "gc", "dp-g", "dp-l")}
+    assert {c.seed for c in t2} == {0, 1, 2} and len({c.key() for c in t2}) == len(t2)
+    assert all(dict(c.options) == C.OURS_REFRESH for c in t2 if c.defense == "ours")
+    nr = C.plan("noise_readings", (0,))
+    assert {c.row for c in nr} == {"ours, update units", "dp-g, update units", "dp-l, update units",
+                                   "dp-g, every local step", "dp-l, every local step"}
+    f2 = C.plan("fig2_table3de", (0,))
+    assert {c.row for c in f2} == {"uncompensated", "Q=1", "Q=12", "Q=20", "clipping"}
+    with pytest.raises(FedshieldError, match="unknown plan"):
+        C.plan("table9")
+
+
+def test_campaign_runs_missing_cells_once_and_resumes_from_the_table(results, data_root, monkeypatch):
+    cells = [C.Cell("mnist", "none", 0, rounds=2), C.Cell("mnist", "gc", 0, rounds=2)]
+    tab = C.run_campaign("t", cells, profile="p", progress=False, log=lambda s: None)
+    assert list(tab.row) == ["none", "gc"] and set(tab.key) == {c.key() for c in cells}
+    first = tab.set_index("row").final_accuracy
+    # the row is the run's result: the same as running the config directly
+    direct = run_fedavg(cells[0].config(), None, progress=False)
+    assert first["none"] == direct["final_accuracy"] and tab.eval_rounds[0] == [2]
+    assert C.campaign_status("t", cells, "p") == (2, 2)
+    # a finished table runs nothing (a new machine with the committed table continues, not restarts)
+    monkeypatch.setattr(C, "run_cell", lambda *a, **k: pytest.fail("a done cell was run again"))
+    C.run_campaign("t", cells, profile="p", progress=False, log=lambda s: None)
+    # a spent budget starts no cell and says so; rows of other cells are kept
+    logs = []
+    more = cells + [C.Cell("mnist", "dp-g", 0, rounds=2)]
+    C.run_campaign("t", more, profile="p", budget_s=-1, progress=False, log=logs.append)
+    assert "budget" in logs[-1] and "1 cells left" in logs[-1]
+    assert len(load_table("t", "p")) == 2
+    with pytest.raises(FedshieldError, match="no cells"):
+        C.run_campaign("t", [], profile="p")
+
+
+def test_dp_noise_per_local_step_in_the_simulator(data_root):
+    """Zero variance per step is no defense at all; with variance the shared updates carry the
+    summed step noise, on both training paths."""
+    from fedshield.experiments import fl_defense
+    from fedshield.fl import Simulator, build_federation, build_global_model
+
+    cfg = C.paper_scale_config("mnist", rounds=1)
+    x, y, parts, _ = build_federation(cfg, progress=False)
+
+    def norm(defense, batched=True):
+        sim = Simulator.from_partition(build_global_model(cfg), x, y, parts, None, cfg, defense, batched=batched)
+        return sim.round(evaluate=False)["update_norm"]
+
+    clean = norm(None)
+    assert norm(fl_defense("dp-g", cfg, variance=0.0, where="step")) == pytest.approx(clean, rel=1e-6)
+    for batched in (True, False):
+        noisy = norm(fl_defense("dp-g", cfg, variance=1.0, where="step"), batched)
+        assert noisy > 3 * clean
