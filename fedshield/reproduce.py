@@ -38,7 +38,8 @@ NOTEBOOKS = [
     "05_clipping",
     "06_convergence",
     "07_main_results",
-    "08_summary",
+    "08_paper_scale",
+    "09_summary",
 ]
 PROFILES = ("smoke", "default", "paper")
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"

@@ -44,7 +44,8 @@ def test_plans_cover_the_issue():
     assert {c.row for c in nr} == {"ours, update units", "dp-g, update units", "dp-l, update units",
                                    "dp-g, every local step", "dp-l, every local step"}
     f2 = C.plan("fig2_table3de", (0,))
-    assert {c.row for c in f2} == {"uncompensated", "Q=1", "Q=12", "Q=20", "clipping"}
+    assert {c.row for c in f2} == {"uncompensated", "paper variance", "Q=1", "Q=6", "Q=12", "Q=20", "clipping"}
+    assert C.clip_bound("mnist") == pytest.approx(0.1 * 17038 ** 0.5, abs=0.01)
     with pytest.raises(FedshieldError, match="unknown plan"):
         C.plan("table9")
 

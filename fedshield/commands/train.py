@@ -148,8 +148,9 @@ def _make_defense(args, cfg):
     if name == "none":
         return None
     opts = {}
+    risk_every = getattr(args, "risk_every", None)
     if name == "ours":
-        opts.update(OURS_REFRESH if args.risk_every is None else {"risk_every": args.risk_every})
-    elif args.risk_every is not None:
+        opts.update(OURS_REFRESH if risk_every is None else {"risk_every": risk_every})
+    elif risk_every is not None:
         raise FedshieldError("--risk-every applies to --defense ours only")
     return fl_defense(name, cfg, attack=args.attack, root_size=args.root_size, data_dir=args.data_dir, **opts)

@@ -9,6 +9,8 @@ results cached on disk keyed by both (a notebook that is re-run or interrupted l
   (:func:`run_calibration`, issue 12's search).
 - :mod:`.clipping`: the attacker who compensates one client's update (Chapter 5,
   :func:`run_clipping_attack`).
+- :mod:`.campaign`: the paper-scale FedAvg campaign (Chapter 8): cells, plans, resumable tables.
+- :mod:`.drift`: how fast the equal-risk slice boundaries move in training (the refresh schedule).
 """
 from __future__ import annotations
 

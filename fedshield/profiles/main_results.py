@@ -13,8 +13,11 @@ features on at most this many of its samples per round) and ``probes`` (estimate
 Jacobian's row norms with this many forward-mode probes instead of one backward pass per feature);
 the per-sample feature Jacobian is the expensive part of a PLD round (minutes per round for the
 ConvNet on a CPU when exact on every sample). ``paper``: exact, every sample.
-``acc_seeds`` / ``acc_spread``: the seed spread of ACC, FedAvg repeated with each seed for the
-``(attack, datasets, defenses)`` listed (the cheap runs where the models leave chance). ``risk_every``: the paper's defense recomputes the leakage risk every this many rounds
+``acc_seeds`` / ``acc_spread``: the seed spread of [B]'s ACC, FedAvg repeated with each seed for the
+``(attack, datasets, defenses)`` listed. ``campaign``: [A]'s ACC and ART come from Chapter 8's
+paper-scale campaign (``fedshield.experiments.campaign``, plans ``table2a_acc`` and ``table2a_pld``):
+``run`` the missing cells here (smoke: a ``rounds``-round miniature) or read the committed tables of
+profile ``tables``, for ``seeds``. The ``fl_*`` settings of [A] are then only the attack-side model. ``risk_every``: the paper's defense recomputes the leakage risk every this many rounds
 in the FL runs. ``ig_width``: ConvNet width (the paper: 64). ``sweep_*``: the ours-muted
 attacker against a growing perturbation ratio (DLG, LeNet).
 """
@@ -29,7 +32,8 @@ PROFILES = {
         fl_batch_size=5, fl_model_kwargs=(("dlg_init", True),), fl_lr_ig=0.05, fl_batch_size_ig=5,
         fl_rounds_ig={"mnist": 2},
         pld_kwargs={"dlg": (("max_samples", 4),), "ig": (("max_samples", 2), ("probes", 8))},
-        acc_seeds=(0, 1), acc_spread=(("dlg", ("mnist",), ("none", "ours")),),
+        acc_seeds=(0, 1), acc_spread=(("ig", ("mnist",), ("none", "ours")),),
+        campaign=dict(run=True, rounds=3, seeds=(0,), tables="smoke"),
         fl_test_samples=500, fl_eval_every=2, risk_every=10,
         sweep_dataset="mnist", sweep_ratios=(0.2, 0.5), sweep_images=1, sweep_iterations=3,
     ),
@@ -43,8 +47,8 @@ PROFILES = {
         fl_batch_size=5, fl_model_kwargs=(("dlg_init", True),), fl_lr_ig=0.05, fl_batch_size_ig=5,
         fl_rounds_ig={"mnist": 30, "fmnist": 30, "cifar10": 30},
         pld_kwargs={"dlg": (("max_samples", 8),), "ig": (("max_samples", 4), ("probes", 16))},
-        acc_seeds=(0, 1, 2), acc_spread=(("dlg", ("mnist", "fmnist"), ("none", "ours", "gc", "dp-g", "dp-l")),
-                                         ("ig", ("mnist",), ("none", "ours", "dp-g"))),
+        acc_seeds=(0, 1, 2), acc_spread=(("ig", ("mnist",), ("none", "ours", "dp-g")),),
+        campaign=dict(run=False, rounds=None, seeds=(0, 1, 2), tables="default"),
         fl_test_samples=2000, fl_eval_every=5, risk_every=10,
         sweep_dataset="cifar10", sweep_ratios=(0.1, 0.2, 0.5, 0.8), sweep_images=4, sweep_iterations=20,
     ),
@@ -57,8 +61,8 @@ PROFILES = {
         fl_per_round={"mnist": 10, "fmnist": 10, "cifar10": 200}, fl_local_lr=1e-2,
         fl_batch_size=None, fl_model_kwargs=(), fl_lr_ig=1e-2, fl_batch_size_ig=None,
         fl_rounds_ig={"mnist": 2000, "fmnist": 2000, "cifar10": 2000}, pld_kwargs={"dlg": (), "ig": ()},
-        acc_seeds=(0, 1, 2), acc_spread=(("dlg", ("mnist", "fmnist", "cifar10"), ("none", "ours", "gc", "dp-g", "dp-l", "pld")),
-                                         ("ig", ("mnist", "fmnist", "cifar10"), ("none", "ours", "gc", "dp-g", "dp-l", "pld"))),
+        acc_seeds=(0, 1, 2), acc_spread=(("ig", ("mnist", "fmnist", "cifar10"), ("none", "ours", "gc", "dp-g", "dp-l", "pld")),),
+        campaign=dict(run=False, rounds=None, seeds=(0, 1, 2), tables="default"),
         fl_test_samples=None, fl_eval_every=50, risk_every=1,
         sweep_dataset="cifar10", sweep_ratios=(0.1, 0.2, 0.3, 0.5, 0.8), sweep_images=100, sweep_iterations=500,
     ),
