@@ -55,6 +55,7 @@ __all__ = [
     "leakage_risk", "risk_slices", "size_slices", "perturb", "clip", "per_sample_clipped_gradient",
     "clip_and_perturb", "aggregate_noise_var", "paper_aggregate_noise_var", "n_perturbed", "compensate",
     "mp_bounds", "mp_density", "matrix_shape", "as_matrix", "spectrum", "PaperDefense", "NOISE_VARS", "PROBES",
+    "compensate_layers", "optimal_shrinkage", "COMPENSATIONS",
 ]
 
 PROBES = ("gaussian", "ones")
@@ -634,6 +635,99 @@ def compensate(agg_flat: Tensor, noise_var: float, q: float = 6.0, *, return_inf
     return result, info
 
 
+def optimal_shrinkage(y: Tensor, beta: float) -> Tensor:
+    r"""Gavish & Donoho's optimal singular-value shrinker for Frobenius loss ("Optimal shrinkage of
+    singular values", IEEE Trans. Inf. Theory 2017), for singular values ``y`` of an ``m x n``
+    matrix (``m <= n``, ``beta = m / n``) normalised so that pure noise has entries of variance
+    ``1 / n`` (its singular values then fill ``[1 - sqrt(beta), 1 + sqrt(beta)]``):
+
+    .. math:: \eta(y) = \sqrt{(y^2 - \beta - 1)^2 - 4\beta}\,/\,y \quad (y > 1 + \sqrt\beta), \qquad 0 \text{ otherwise.}
+
+    A singular value at the bulk edge maps to 0; far above it, :math:`\eta(y) \approx y - (1+\beta)/y`."""
+    if not 0.0 < float(beta) <= 1.0:
+        raise FedshieldError(f"beta must be in (0, 1], got {beta}")
+    y = torch.as_tensor(y)
+    edge = 1.0 + math.sqrt(float(beta))
+    inner = ((y ** 2 - beta - 1.0) ** 2 - 4.0 * beta).clamp_min(0.0)
+    return torch.where(y > edge, inner.sqrt() / y.clamp_min(1e-300), torch.zeros_like(y))
+
+
+#: the server-side compensations :class:`PaperDefense` offers: the paper's global Marchenko-Pastur
+#: projection (:func:`compensate`) and the per-layer rules of :func:`compensate_layers`
+COMPENSATIONS = ("paper", "hard", "shrink")
+
+
+def compensate_layers(agg_flat: Tensor, shapes: Sequence[Sequence[int]], noise_var: float, *,
+                      rule: str = "shrink", return_info: bool = False) -> Tensor | tuple[Tensor, dict]:
+    r"""Structure-aware compensation: denoise each parameter tensor of the aggregate as its own matrix.
+
+    The paper (:func:`compensate`) reshapes the whole flattened update row-major into one
+    ``v x w`` matrix; that matrix mixes layers and has no low-rank structure to find. A FedAvg
+    aggregate *is* low-rank per layer: a linear layer's per-sample gradient is an outer product, a
+    convolution's reshaped to ``out x (in k k)`` likewise, and a round sums few of them. So each
+    tensor of rank >= 2 with shape ``(d_0, d_1, ...)`` is taken as the ``d_0 x prod(d_1, ...)``
+    matrix ``M`` (``m`` = the smaller side, ``n`` the larger, ``beta = m / n``), with noise of
+    known per-entry variance :math:`\hat\sigma^2` = ``noise_var`` (:func:`aggregate_noise_var`):
+
+    - ``rule="hard"``: keep the singular values above the noise bulk edge
+      :math:`\hat\sigma\sqrt n\,(1+\sqrteta)` unchanged, drop the rest;
+    - ``rule="shrink"``: replace each singular value :math:`s` by
+      :math:`\hat\sigma\sqrt n\,\eta(s / (\hat\sigma\sqrt n))` with Gavish & Donoho's optimal shrinker
+      for Frobenius loss (:func:`optimal_shrinkage`), which also removes the upward bias that noise
+      adds to the kept singular values.
+
+    1-D tensors (biases) are returned as they are: a vector has no matrix structure to exploit and
+    holds few entries. ``shapes`` are the parameter shapes in ``parameters()`` order (the flat
+    layout of :mod:`fedshield.params`); their sizes must add up to ``agg_flat.numel()``.
+
+    Returns the compensated aggregate (``agg_flat``'s shape and dtype), with ``return_info`` also
+    ``{"kept": [...], "dropped": [...] per matrix, "removed_energy"}``.
+    """
+    if not isinstance(agg_flat, Tensor) or agg_flat.numel() == 0 or not agg_flat.is_floating_point():
+        raise FedshieldError("the aggregate must be a non-empty floating-point tensor")
+    check_finite(agg_flat, "the aggregate")
+    check_nonneg(noise_var, "noise_var")
+    if not math.isfinite(float(noise_var)):
+        raise FedshieldError(f"noise_var must be finite, got {noise_var}")
+    if rule not in ("hard", "shrink"):
+        raise FedshieldError(f"rule must be 'hard' or 'shrink', got {rule!r}")
+    try:
+        dims = [tuple(int(d) for d in sh) for sh in shapes]
+    except (TypeError, ValueError):
+        raise FedshieldError("shapes must be a sequence of parameter shapes (tuples of ints)") from None
+    if any(len(d) == 0 or any(x < 1 for x in d) for d in dims):
+        raise FedshieldError(f"every shape needs at least one positive dimension, got {dims}")
+    total = sum(math.prod(d) for d in dims)
+    if total != agg_flat.numel():
+        raise FedshieldError(f"the shapes hold {total} entries but the aggregate has {agg_flat.numel()}")
+    flat = agg_flat.detach().reshape(-1).to(torch.float64)
+    out = flat.clone()
+    sigma = math.sqrt(float(noise_var))
+    kept, dropped, i = [], [], 0
+    for d in dims:
+        size = math.prod(d)
+        if len(d) >= 2 and sigma > 0.0:   # without noise there is nothing to remove: entries kept exactly
+            M = flat[i:i + size].view(d[0], size // d[0])
+            m, n = min(M.shape), max(M.shape)
+            U, S, Vh = torch.linalg.svd(M, full_matrices=False)
+            scale = sigma * math.sqrt(n)
+            if rule == "hard":
+                S_new = torch.where(S > scale * (1.0 + math.sqrt(m / n)), S, torch.zeros_like(S))
+            else:
+                S_new = scale * optimal_shrinkage(S / scale, m / n)
+            out[i:i + size] = ((U * S_new) @ Vh).reshape(-1)
+            kept.append(int((S_new > 0).sum()))
+            dropped.append(int((S_new == 0).sum()))
+        i += size
+    result = out.to(agg_flat.dtype).reshape(agg_flat.shape)
+    if not return_info:
+        return result
+    energy = float(flat.pow(2).sum())
+    info = {"kept": kept, "dropped": dropped,
+            "removed_energy": 1.0 - float(out.pow(2).sum()) / energy if energy > 0 else 0.0}
+    return result, info
+
+
 # --------------------------------------------------------------------------------------------
 # the pipeline as hooks
 #: the aggregate noise variances the compensation can assume (``PaperDefense(noise_var=...)``)
@@ -687,6 +781,9 @@ class PaperDefense(Defense):
         ``risk_every`` rounds (the slice boundaries move fast while the model leaves its
         initialisation and little afterwards: the book's ART page, ``tools/slice_drift.py``).
     loss_fn : loss for the risk (default softmax cross-entropy).
+    compensation : the server's compensation: ``"paper"`` (the global ``v x w`` Marchenko-Pastur
+        projection, :func:`compensate`, with ``q``), ``"hard"`` / ``"shrink"`` (per parameter tensor,
+        :func:`compensate_layers`; ``q`` unused).
     noise_var : the aggregate noise variance the compensation assumes: ``"derived"``
         (:func:`aggregate_noise_var`, ours) or ``"paper"`` (:func:`paper_aggregate_noise_var`, the
         paper's ``m^2``-too-large one, for the comparison of the book's Chapter 4).
@@ -698,9 +795,11 @@ class PaperDefense(Defense):
                  ratio: float = 0.2, sigma: float = 0.1, clip_bound: Optional[float] = None, q: float = 6.0,
                  compensate: bool = True, slicing: str = "risk", probes: int = 8, risk_every: int = 1,
                  risk_warmup: bool = False, seed: Optional[int] = None, loss_fn: Optional[Callable] = None,
-                 noise_var: str = "derived"):
+                 noise_var: str = "derived", compensation: str = "paper"):
         if noise_var not in NOISE_VARS:
             raise FedshieldError(f"noise_var must be one of {list(NOISE_VARS)}, got {noise_var!r}")
+        if compensation not in COMPENSATIONS:
+            raise FedshieldError(f"compensation must be one of {list(COMPENSATIONS)}, got {compensation!r}")
         if slicing not in ("risk", "size"):
             raise FedshieldError(f"slicing must be 'risk' or 'size', got {slicing!r}")
         if root_x is None and root_y is None and slicing == "size":
@@ -727,6 +826,7 @@ class PaperDefense(Defense):
         self.clip_bound = None if clip_bound is None else float(clip_bound)
         self.do_compensate = bool(compensate)
         self.noise_var = noise_var
+        self.compensation = compensation
         self.slicing = slicing
         self.probes = check_int(probes, "probes")
         self.risk_every = check_int(risk_every, "risk_every")
@@ -815,9 +915,17 @@ class PaperDefense(Defense):
         if not self.do_compensate:
             return aggregate
         var = NOISE_VARS[self.noise_var](ctx.weights, self.ratio, self.sigma, n_slices=self.n_slices)
-        out, info = compensate(aggregate, var, self.q, return_info=True)
+        if self.compensation == "paper":
+            out, info = compensate(aggregate, var, self.q, return_info=True)
+            dropped = info["dropped"]
+        else:
+            if ctx.model is None:
+                raise FedshieldError("per-layer compensation needs the model's parameter shapes (ctx.model)")
+            shapes = [p.shape for p in ctx.model.parameters() if p.requires_grad]
+            out, info = compensate_layers(aggregate, shapes, var, rule=self.compensation, return_info=True)
+            dropped = sum(info["dropped"])
         ctx.extra["noise_var"] = var
-        ctx.extra["dropped_directions"] = info["dropped"]
+        ctx.extra["dropped_directions"] = dropped
         ctx.extra["compensation"] = info
         return out
 
@@ -841,7 +949,8 @@ class PaperDefense(Defense):
                 f"slicing={self.slicing!r}, probes={self.probes}, risk_every={self.risk_every}, "
                 + ("risk_warmup=True, " if self.risk_warmup else "")
                 + f"root={self._root_id()}, seed={self.seed}"
-                + ("" if self.noise_var == "derived" else f", noise_var={self.noise_var!r}") + ")")
+                + ("" if self.noise_var == "derived" else f", noise_var={self.noise_var!r}")
+                + ("" if self.compensation == "paper" else f", compensation={self.compensation!r}") + ")")
 
     def _root_id(self) -> str:
         """Size and content hash of the root set: part of the repr, hence of result-cache keys."""

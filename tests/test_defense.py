@@ -658,3 +658,105 @@ def test_check_finite_fast_path_is_exact():
     with pytest.raises(FedshieldError):
         check_finite(y, "y")
     check_finite(torch.full((10,), 3e38), "big")   # finite entries whose sum overflows: not an error
+
+
+# ---------------------------------------------------------------- per-layer compensation (beyond the paper)
+from fedshield.defense import compensate_layers, optimal_shrinkage  # noqa: E402
+
+LENET_SHAPES = [(12, 1, 5, 5), (12,), (12, 12, 5, 5), (12,), (12, 12, 5, 5), (12,), (12, 12, 5, 5), (12,), (10, 588), (10,)]
+
+
+def _low_rank(shapes, rank, strength, gen):
+    parts = []
+    for sh in shapes:
+        if len(sh) >= 2:
+            m, n = sh[0], math.prod(sh[1:])
+            u = torch.linalg.qr(torch.randn(m, rank, generator=gen, dtype=torch.float64))[0]
+            v = torch.linalg.qr(torch.randn(n, rank, generator=gen, dtype=torch.float64))[0]
+            s = strength * math.sqrt(n) * torch.linspace(3.0, 2.0, rank, dtype=torch.float64)
+            parts.append(((u * s) @ v.T).reshape(-1))
+        else:
+            parts.append(torch.randn(sh[0], generator=gen, dtype=torch.float64))
+    return torch.cat(parts)
+
+
+def test_optimal_shrinkage_values():
+    beta = 0.25
+    edge = 1 + math.sqrt(beta)
+    y = torch.tensor([0.5, 1.0, edge, edge + 1e-9, 3.0, 100.0], dtype=torch.float64)
+    eta = optimal_shrinkage(y, beta)
+    assert bool((eta[:3] == 0).all()) and float(eta[3]) < 1e-3
+    assert float(eta[4]) == pytest.approx(math.sqrt((9 - beta - 1) ** 2 - 4 * beta) / 3)
+    assert float(eta[5]) == pytest.approx(100 - (1 + beta) / 100, rel=1e-6)
+    assert bool((eta <= y).all())
+    with pytest.raises(FedshieldError, match="beta"):
+        optimal_shrinkage(y, 1.5)
+
+
+def test_compensate_layers_removes_pure_noise_and_keeps_vectors():
+    gen = make_generator(0)
+    P = sum(math.prod(s) for s in LENET_SHAPES)
+    sigma = 0.05
+    noise = sigma * torch.randn(P, generator=gen, dtype=torch.float64)
+    out, info = compensate_layers(noise, LENET_SHAPES, sigma ** 2, rule="shrink", return_info=True)
+    i = 0
+    for sh in LENET_SHAPES:
+        n = math.prod(sh)
+        if len(sh) == 1:
+            assert torch.equal(out[i:i + n], noise[i:i + n])            # biases untouched
+        else:
+            assert float(out[i:i + n].norm()) < 0.1 * float(noise[i:i + n].norm())
+        i += n
+    assert len(info["kept"]) == 5 and info["removed_energy"] > 0.5
+    hard = compensate_layers(noise, LENET_SHAPES, sigma ** 2, rule="hard")
+    assert float(hard.norm()) < 0.5 * float(noise.norm())
+    assert torch.equal(compensate_layers(noise, LENET_SHAPES, 0.0), noise)   # no noise: nothing changes
+
+
+def test_compensate_layers_recovers_a_low_rank_signal_better_than_the_global_projection():
+    gen = make_generator(1)
+    sigma = 0.05
+    signal = _low_rank(LENET_SHAPES, 2, sigma, gen)
+    noisy = signal + sigma * torch.randn(signal.shape, generator=gen, dtype=torch.float64)
+    err = lambda x: float((x - signal).norm() / signal.norm())
+    shrink = compensate_layers(noisy, LENET_SHAPES, sigma ** 2, rule="shrink")
+    hard = compensate_layers(noisy, LENET_SHAPES, sigma ** 2, rule="hard")
+    glob = compensate(noisy, sigma ** 2, 6.0)
+    assert err(shrink) < 0.5 * err(noisy)
+    assert err(shrink) <= err(hard) < err(noisy)
+    assert err(shrink) < err(glob)
+    assert noisy.dtype == shrink.dtype and noisy.shape == shrink.shape
+    f32 = compensate_layers(noisy.float(), LENET_SHAPES, sigma ** 2)
+    assert f32.dtype == torch.float32
+
+
+@pytest.mark.parametrize("args,kw,match", [
+    ((torch.zeros(10), [(2, 3)], 0.1), {}, "shapes hold 6 entries"),
+    ((torch.zeros(6), [(2, 3)], -1.0), {}, "noise_var"),
+    ((torch.zeros(6), [(2, 3)], 0.1), {"rule": "soft"}, "rule"),
+    ((torch.tensor([1.0, float("nan"), 0, 0, 0, 0]), [(2, 3)], 0.1), {}, "NaN"),
+    ((torch.zeros(6), [(2, 0, 3)], 0.1), {}, "positive dimension"),
+    ((torch.zeros(0), [], 0.1), {}, "non-empty"),
+])
+def test_compensate_layers_bad_input(args, kw, match):
+    with pytest.raises(FedshieldError, match=match):
+        compensate_layers(*args, **kw)
+
+
+def test_paper_defense_per_layer_compensation_option():
+    model, (x, y) = tiny_cnn(), tiny_data()
+    P = sum(param_sizes(model))
+    for rule in ("hard", "shrink"):
+        d = PaperDefense(x, y, n_slices=4, seed=0, compensation=rule)
+        assert f"compensation='{rule}'" in repr(d)
+        d.on_round_start(model, 0)
+        w = torch.full((3,), 1 / 3)
+        ctx = RoundContext(round=0, model=model, weights=w)
+        agg = w @ d.client(torch.randn(3, P, generator=make_generator(2)), ctx)
+        out = d.server(agg, ctx)
+        assert out.shape == agg.shape and ctx.extra["noise_var"] > 0
+        with pytest.raises(FedshieldError, match="parameter shapes"):
+            d.server(agg, RoundContext(round=0, model=None, weights=w))
+    assert "compensation" not in repr(PaperDefense(x, y, seed=0))
+    with pytest.raises(FedshieldError, match="compensation"):
+        PaperDefense(x, y, compensation="global")

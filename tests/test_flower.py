@@ -470,3 +470,24 @@ def test_one_sigma_is_one_noise_variance_in_flower_and_in_the_simulator():
     p = torch.full((4,), 0.25, dtype=torch.float64)
     assert st.history[-1]["noise_var"] == pytest.approx(D.aggregate_noise_var(p, ratio, sigma, n_slices=10))
     assert spy.noise_var == pytest.approx(st.history[-1]["noise_var"])  # equal client sizes in both
+
+
+@pytest.mark.parametrize("rule", ["hard", "shrink"])
+def test_strategy_per_layer_compensation(rule):
+    """``PaperDefense(compensation=...)`` reaches the Flower strategy: the shift applied to every reply
+    is the per-layer compensation of the weighted mean update (pseudo-gradient units)."""
+    st = strategy(sigma=0.5, ratio=0.5, compensation=rule)
+    g_model = tiny_model()
+    arrays = ArrayRecord(g_model.state_dict())
+    keys = trainable_keys(g_model)
+    replies = _replies(st, arrays)
+    w = arrays_to_flat(arrays, keys)
+    U = torch.stack([w - arrays_to_flat(r.content["arrays"], keys) for r in replies])
+    p = torch.tensor([10.0, 30.0, 60.0], dtype=torch.float64) / 100
+    mean = p.float() @ U
+    agg, metrics = st.aggregate_train(1, replies)
+    got = w - arrays_to_flat(agg, keys)
+    var = D.aggregate_noise_var(p, 0.5, 0.5, n_slices=10)
+    shapes = [q.shape for q in g_model.parameters() if q.requires_grad]
+    expected = LR * D.compensate_layers(mean / LR, shapes, var, rule=rule)
+    assert torch.allclose(got, expected, atol=1e-5) and not torch.allclose(got, mean, atol=1e-4)
