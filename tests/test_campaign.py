@@ -90,3 +90,12 @@ def test_dp_noise_per_local_step_in_the_simulator(data_root):
     for batched in (True, False):
         noisy = norm(fl_defense("dp-g", cfg, variance=1.0, where="step"), batched)
         assert noisy > 3 * clean
+
+
+def test_compensation_error_on_real_rounds(data_root):
+    from fedshield.experiments.compensation_error import METHODS, run_compensation_error
+
+    t = run_compensation_error(C.paper_scale_config("mnist", rounds=2), [0, 1], draws=2)
+    assert set(t.method) == set(METHODS) and sorted(t["round"].unique()) == [0, 1] and len(t) == 2 * 2 * 4
+    m = t.groupby("method").error.mean()
+    assert m["perturbed"] > 0 and m["per-layer shrink"] < m["perturbed"]
