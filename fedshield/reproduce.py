@@ -40,6 +40,7 @@ NOTEBOOKS = [
     "07_main_results",
     "08_paper_scale",
     "09_summary",
+    "10_beyond_paper",
 ]
 PROFILES = ("smoke", "default", "paper")
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"

@@ -143,3 +143,15 @@ def test_every_verdict_is_one_of_the_four():
     out = C.evaluate({"table2a": GOOD})
     assert set(out.verdict) <= set(C.VERDICTS)
     assert out.set_index("claim").loc["Ours lowers DLG's PSNR far below the undefended one", "verdict"] == "supported"
+
+
+def test_beyond_shrink_claim():
+    t2 = campaign({("mnist", "none", 0): 0.90})
+    f2 = campaign({("mnist", "uncompensated", 0): 0.89})
+    cr = campaign({("mnist", "per-layer shrink", 0): 0.895})
+    meas, ok = C.beyond_shrink_trains({"table2a_acc": t2, "fig2_table3de": f2, "compensation_rules": cr})
+    assert ok is True and "shrink 0.895" in meas
+    cr.loc[0, "final_accuracy"] = 0.88
+    assert C.beyond_shrink_trains({"table2a_acc": t2, "fig2_table3de": f2, "compensation_rules": cr})[1] is False
+    with pytest.raises(C.Inconclusive):
+        C.beyond_shrink_trains({"table2a_acc": t2.assign(final_accuracy=0.1), "fig2_table3de": f2, "compensation_rules": cr})
