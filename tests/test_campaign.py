@@ -99,3 +99,21 @@ def test_compensation_error_on_real_rounds(data_root):
     assert set(t.method) == set(METHODS) and sorted(t["round"].unique()) == [0, 1] and len(t) == 2 * 2 * 4
     m = t.groupby("method").error.mean()
     assert m["perturbed"] > 0 and m["per-layer shrink"] < m["perturbed"]
+
+
+def test_the_paper_profiles_convnet_fedavg_runs_a_few_rounds_on_cpu(data_root, results):
+    """The `paper` profile keeps the ConvNet FedAvg of Table II[B] at 2000 rounds for a GPU; its
+    config is smoke-tested here for one round on the CPU (undefended and with Ours)."""
+    import importlib.util
+    from pathlib import Path
+
+    from fedshield.experiments import run_fl
+
+    spec = importlib.util.spec_from_file_location("ppc", Path(__file__).parents[1] / "tools" / "paper_profile_cost.py")
+    ppc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ppc)
+    cfg = ppc.paper_convnet_config("mnist", 1)
+    assert dict(cfg.model_kwargs)["width"] == 64 and cfg.local_lr == 1e-2 and cfg.local_batch_size is None
+    for d, opts in (("none", {}), ("ours", {"risk_every": 200, "risk_warmup": True, "root_size": 4, "probes": 1})):
+        res = run_fl(cfg.replace(test_samples=50), d, attack="ig", progress=False, **opts)
+        assert len(res["round_time"]) == 1 and 0.0 <= res["final_accuracy"] <= 1.0
