@@ -578,6 +578,18 @@ def spectrum(agg_flat: Tensor, q: float = 6.0) -> np.ndarray:
     return torch.linalg.eigvalsh(m.T @ m / m.shape[0]).cpu().numpy()
 
 
+def _check_aggregate(agg_flat, noise_var) -> None:
+    """One clear error for an aggregate or a noise variance that no compensation can take."""
+    if not isinstance(agg_flat, Tensor) or agg_flat.numel() == 0:
+        raise FedshieldError("the aggregate must be a non-empty tensor")
+    if not agg_flat.is_floating_point():
+        raise FedshieldError("the aggregate must be a floating-point tensor")
+    check_finite(agg_flat, "the aggregate")
+    check_nonneg(noise_var, "noise_var")
+    if not math.isfinite(float(noise_var)):
+        raise FedshieldError(f"noise_var must be finite, got {noise_var}")
+
+
 def compensate(agg_flat: Tensor, noise_var: float, q: float = 6.0, *, return_info: bool = False,
                keep: str = "outside") -> Tensor | tuple[Tensor, dict]:
     r"""Random-matrix compensation of the aggregate (Section 5B).
@@ -601,14 +613,7 @@ def compensate(agg_flat: Tensor, noise_var: float, q: float = 6.0, *, return_inf
     return_info : also return ``{"v", "w", "q", "lambda_minus", "lambda_plus", "kept",
         "dropped", "removed_energy"}`` (``removed_energy`` = fraction of the squared norm removed).
     """
-    if not isinstance(agg_flat, Tensor) or agg_flat.numel() == 0:
-        raise FedshieldError("the aggregate must be a non-empty tensor")
-    if not agg_flat.is_floating_point():
-        raise FedshieldError("the aggregate must be a floating-point tensor")
-    check_finite(agg_flat, "the aggregate")
-    check_nonneg(noise_var, "noise_var")
-    if not math.isfinite(float(noise_var)):
-        raise FedshieldError(f"noise_var must be finite, got {noise_var}")
+    _check_aggregate(agg_flat, noise_var)
     if keep not in ("outside", "above"):
         raise FedshieldError(f"keep must be 'outside' or 'above', got {keep!r}")
     n_entries = agg_flat.numel()
@@ -683,12 +688,7 @@ def compensate_layers(agg_flat: Tensor, shapes: Sequence[Sequence[int]], noise_v
     Returns the compensated aggregate (``agg_flat``'s shape and dtype), with ``return_info`` also
     ``{"kept": [...], "dropped": [...] per matrix, "removed_energy"}``.
     """
-    if not isinstance(agg_flat, Tensor) or agg_flat.numel() == 0 or not agg_flat.is_floating_point():
-        raise FedshieldError("the aggregate must be a non-empty floating-point tensor")
-    check_finite(agg_flat, "the aggregate")
-    check_nonneg(noise_var, "noise_var")
-    if not math.isfinite(float(noise_var)):
-        raise FedshieldError(f"noise_var must be finite, got {noise_var}")
+    _check_aggregate(agg_flat, noise_var)
     if rule not in ("hard", "shrink"):
         raise FedshieldError(f"rule must be 'hard' or 'shrink', got {rule!r}")
     try:

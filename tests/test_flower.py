@@ -245,9 +245,9 @@ def _replies(st, arrays, sizes=(10, 30, 60), scale=0.05):
             for i, n in enumerate(sizes)]
 
 
-@pytest.mark.parametrize("compensation", [True, False])
-def test_strategy_compensates_the_weighted_mean_update(compensation):
-    st = strategy(sigma=0.5, ratio=0.5, q=2.0, compensate=compensation)
+def _aggregate(st):
+    """One round through the strategy: ``(agg, metrics, got, mean, p, model)`` with ``got`` the applied
+    update and ``mean`` the weighted mean of the replies' updates (weight units)."""
     g_model = tiny_model()
     arrays = ArrayRecord(g_model.state_dict())
     keys = trainable_keys(g_model)
@@ -255,9 +255,14 @@ def test_strategy_compensates_the_weighted_mean_update(compensation):
     w = arrays_to_flat(arrays, keys)
     U = torch.stack([w - arrays_to_flat(r.content["arrays"], keys) for r in replies])
     p = torch.tensor([10.0, 30.0, 60.0], dtype=torch.float64) / 100
-    mean = p.float() @ U
     agg, metrics = st.aggregate_train(1, replies)
-    got = w - arrays_to_flat(agg, keys)
+    return agg, metrics, w - arrays_to_flat(agg, keys), p.float() @ U, p, g_model
+
+
+@pytest.mark.parametrize("compensation", [True, False])
+def test_strategy_compensates_the_weighted_mean_update(compensation):
+    st = strategy(sigma=0.5, ratio=0.5, q=2.0, compensate=compensation)
+    agg, metrics, got, mean, p, _ = _aggregate(st)
     if compensation:
         var = D.aggregate_noise_var(p, 0.5, 0.5, n_slices=10)   # gradient units
         expected, info = D.compensate(mean / LR, var, 2.0, return_info=True)
@@ -477,16 +482,7 @@ def test_strategy_per_layer_compensation(rule):
     """``PaperDefense(compensation=...)`` reaches the Flower strategy: the shift applied to every reply
     is the per-layer compensation of the weighted mean update (pseudo-gradient units)."""
     st = strategy(sigma=0.5, ratio=0.5, compensation=rule)
-    g_model = tiny_model()
-    arrays = ArrayRecord(g_model.state_dict())
-    keys = trainable_keys(g_model)
-    replies = _replies(st, arrays)
-    w = arrays_to_flat(arrays, keys)
-    U = torch.stack([w - arrays_to_flat(r.content["arrays"], keys) for r in replies])
-    p = torch.tensor([10.0, 30.0, 60.0], dtype=torch.float64) / 100
-    mean = p.float() @ U
-    agg, metrics = st.aggregate_train(1, replies)
-    got = w - arrays_to_flat(agg, keys)
+    agg, metrics, got, mean, p, g_model = _aggregate(st)
     var = D.aggregate_noise_var(p, 0.5, 0.5, n_slices=10)
     shapes = [q.shape for q in g_model.parameters() if q.requires_grad]
     expected = LR * D.compensate_layers(mean / LR, shapes, var, rule=rule)
