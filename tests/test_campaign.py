@@ -117,3 +117,15 @@ def test_the_paper_profiles_convnet_fedavg_runs_a_few_rounds_on_cpu(data_root, r
     for d, opts in (("none", {}), ("ours", {"risk_every": 200, "risk_warmup": True, "root_size": 4, "probes": 1})):
         res = run_fl(cfg.replace(test_samples=50), d, attack="ig", progress=False, **opts)
         assert len(res["round_time"]) == 1 and 0.0 <= res["final_accuracy"] <= 1.0
+
+
+def test_interleaved_round_times(data_root):
+    from fedshield.experiments.round_time import interleaved_round_times
+
+    cfg = C.paper_scale_config("mnist")
+    t = interleaved_round_times(cfg, {"none": None, "ours": dict(C.OURS_REFRESH, probes=1)}, rounds=2, warmup=1)
+    r = t.set_index("variant")
+    assert r.loc["none", "art_percent"] == 0 and r.loc["none", "defense_share_percent"] < 1
+    assert r.loc["ours", "client_ms"] > 0 and r.loc["ours", "server_ms"] > 0 and (t.rounds == 2).all()
+    with pytest.raises(FedshieldError, match="undefended"):
+        interleaved_round_times(cfg, {"a": {}, "b": {}}, rounds=1)
