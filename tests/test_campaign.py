@@ -129,3 +129,19 @@ def test_interleaved_round_times(data_root):
     assert r.loc["ours", "client_ms"] > 0 and r.loc["ours", "server_ms"] > 0 and (t.rounds == 2).all()
     with pytest.raises(FedshieldError, match="undefended"):
         interleaved_round_times(cfg, {"a": {}, "b": {}}, rounds=1)
+
+
+def test_defense_share_and_art_ratio_against_the_same_seeds_undefended_run():
+    import pandas as pd
+
+    t = pd.DataFrame([dict(dataset="mnist", defense="none", row="none", seed=0, mean_round_time=0.10,
+                           defense_round_start=0.0, defense_client=0.0, defense_server=0.0, final_accuracy=0.9),
+                      dict(dataset="mnist", defense="ours", row="ours", seed=0, mean_round_time=0.13,
+                           defense_round_start=0.001, defense_client=0.0005, defense_server=0.0005, final_accuracy=0.89),
+                      dict(dataset="mnist", defense="ours", row="ours", seed=1, mean_round_time=0.10,
+                           defense_round_start=0.001, defense_client=0.0, defense_server=0.0, final_accuracy=0.88)])
+    share = C.defense_share(t)
+    assert share[1] == pytest.approx(0.02) and share[0] == 0 and share.isna()[2]    # seed 1 has no undefended run
+    assert C.art_ratio(t)[1] == pytest.approx(1.3)
+    long = C.paper_long(t).set_index(["row", "metric"]).value
+    assert long[("Ours", "ART")] == pytest.approx(2.0) and long[("Ours", "ACC")] == pytest.approx(88.5)
