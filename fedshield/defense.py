@@ -444,17 +444,27 @@ def per_sample_clipped_gradient(model: nn.Module, x: Tensor, y: Tensor, bound: f
 
 
 def clip_and_perturb(updates: Tensor, bounds: Tensor, *, ratio: float, sigma: float,
-                     clip_bound: Optional[float] = None,
+                     clip_bound: Optional[float] = None, floor: float = 0.0,
                      generator: Optional[torch.Generator] = None) -> tuple[Tensor, Tensor]:
     """What a client shares under the paper's defense: :func:`clip` each row to ``clip_bound``
     (``None``: no clipping), then :func:`perturb` it on its own ``k`` random slices.
+
+    ``floor`` (beyond the paper, issue 14): a noise floor, ``N(0, floor^2)`` added to *every* entry
+    after the slice perturbation, so that the unperturbed slices are no longer exact and a detector
+    cannot tell them from the perturbed ones by their noise alone (0: the paper's defense).
 
     ``updates``: ``[m, P]`` (one round, the vectorised path) or ``[P]``. The one implementation
     used by :class:`PaperDefense` (simulator, attack harness) and by the Flower mod
     (:mod:`fedshield.flower`, with ``m = 1``). Returns ``(shared, slice_ids)`` as :func:`perturb`.
     """
+    check_nonneg(floor, "floor")
     shared = clip(updates, clip_bound) if clip_bound is not None else updates
-    return perturb(shared, bounds, ratio, sigma, generator=generator)
+    out, ids = perturb(shared, bounds, ratio, sigma, generator=generator)
+    if float(floor) > 0:
+        gen = generator if generator is not None else make_generator(None)
+        z = torch.randn(out.shape, generator=gen, dtype=out.dtype, device=gen.device)
+        out = out + z.to(out.device).mul_(float(floor))
+    return out, ids
 
 
 # --------------------------------------------------------------------------------------------
@@ -781,6 +791,8 @@ class PaperDefense(Defense):
         ``risk_every`` rounds (the slice boundaries move fast while the model leaves its
         initialisation and little afterwards: the book's ART page, ``tools/slice_drift.py``).
     loss_fn : loss for the risk (default softmax cross-entropy).
+    floor : beyond the paper, a noise floor of this std on every entry of every shared update
+        (:func:`clip_and_perturb`); the compensation's noise variance includes it.
     compensation : the server's compensation: ``"paper"`` (the global ``v x w`` Marchenko-Pastur
         projection, :func:`compensate`, with ``q``), ``"hard"`` / ``"shrink"`` (per parameter tensor,
         :func:`compensate_layers`; ``q`` unused).
@@ -795,7 +807,7 @@ class PaperDefense(Defense):
                  ratio: float = 0.2, sigma: float = 0.1, clip_bound: Optional[float] = None, q: float = 6.0,
                  compensate: bool = True, slicing: str = "risk", probes: int = 8, risk_every: int = 1,
                  risk_warmup: bool = False, seed: Optional[int] = None, loss_fn: Optional[Callable] = None,
-                 noise_var: str = "derived", compensation: str = "paper"):
+                 noise_var: str = "derived", compensation: str = "paper", floor: float = 0.0):
         if noise_var not in NOISE_VARS:
             raise FedshieldError(f"noise_var must be one of {list(NOISE_VARS)}, got {noise_var!r}")
         if compensation not in COMPENSATIONS:
@@ -827,6 +839,8 @@ class PaperDefense(Defense):
         self.do_compensate = bool(compensate)
         self.noise_var = noise_var
         self.compensation = compensation
+        check_nonneg(floor, "floor")
+        self.floor = float(floor)
         self.slicing = slicing
         self.probes = check_int(probes, "probes")
         self.risk_every = check_int(risk_every, "risk_every")
@@ -906,7 +920,7 @@ class PaperDefense(Defense):
             raise FedshieldError("client updates must be a [m, P] tensor")
         bounds = self._ensure_bounds(updates.shape[1], ctx.model)
         out, ids = clip_and_perturb(updates, bounds, ratio=self.ratio, sigma=self.sigma,
-                                    clip_bound=self.clip_bound, generator=self.generator)
+                                    clip_bound=self.clip_bound, floor=self.floor, generator=self.generator)
         ctx.extra["perturbed_slices"] = ids
         ctx.extra["slice_bounds"] = bounds
         return out
@@ -915,6 +929,8 @@ class PaperDefense(Defense):
         if not self.do_compensate:
             return aggregate
         var = NOISE_VARS[self.noise_var](ctx.weights, self.ratio, self.sigma, n_slices=self.n_slices)
+        if self.floor > 0:   # the floor's share of the aggregate's per-entry noise: floor^2 sum_i w_i^2
+            var += self.floor ** 2 * float(torch.as_tensor(ctx.weights, dtype=torch.float64).pow(2).sum())
         if self.compensation == "paper":
             out, info = compensate(aggregate, var, self.q, return_info=True)
             dropped = info["dropped"]
@@ -939,7 +955,7 @@ class PaperDefense(Defense):
             raise FedshieldError("grad_flat must be a flat [P] tensor")
         bounds = self._ensure_bounds(grad_flat.numel(), model)
         out, ids = clip_and_perturb(grad_flat, bounds, ratio=self.ratio, sigma=self.sigma, clip_bound=self.clip_bound,
-                                    generator=generator if generator is not None else self.generator)
+                                    floor=self.floor, generator=generator if generator is not None else self.generator)
         self.last_perturbed_slices = ids
         return out
 
@@ -950,7 +966,8 @@ class PaperDefense(Defense):
                 + ("risk_warmup=True, " if self.risk_warmup else "")
                 + f"root={self._root_id()}, seed={self.seed}"
                 + ("" if self.noise_var == "derived" else f", noise_var={self.noise_var!r}")
-                + ("" if self.compensation == "paper" else f", compensation={self.compensation!r}") + ")")
+                + ("" if self.compensation == "paper" else f", compensation={self.compensation!r}")
+                + ("" if self.floor == 0 else f", floor={self.floor}") + ")")
 
     def _root_id(self) -> str:
         """Size and content hash of the root set: part of the repr, hence of result-cache keys."""

@@ -760,3 +760,30 @@ def test_paper_defense_per_layer_compensation_option():
     assert "compensation" not in repr(PaperDefense(x, y, seed=0))
     with pytest.raises(FedshieldError, match="compensation"):
         PaperDefense(x, y, compensation="global")
+
+
+def test_noise_floor_on_every_entry_and_in_the_compensation_variance():
+    from fedshield.defense import clip_and_perturb
+
+    P, sigma, floor = 40_000, 0.3, 0.05
+    u = torch.zeros(3, P)
+    b = size_slices([P], 10)
+    out, ids = clip_and_perturb(u, b, ratio=0.2, sigma=sigma, floor=floor, generator=make_generator(0))
+    for r in range(3):
+        mask = torch.zeros(P, dtype=torch.bool)
+        for j in ids[r].tolist():
+            mask[b[j]:b[j + 1]] = True
+        assert abs(float(out[r][~mask].std()) / floor - 1) < 0.03                    # the floor everywhere else
+        assert abs(float(out[r][mask].std()) / math.hypot(sigma, floor) - 1) < 0.03  # both on the chosen slices
+    plain, _ = clip_and_perturb(u, b, ratio=0.2, sigma=sigma, generator=make_generator(0))
+    assert float((plain == 0).double().mean()) == pytest.approx(0.8, abs=1e-3)   # no floor: the rest exact
+    with pytest.raises(FedshieldError, match="floor"):
+        clip_and_perturb(u, b, ratio=0.2, sigma=sigma, floor=-1.0)
+    model, (x, y) = tiny_cnn(), tiny_data()
+    d = PaperDefense(x, y, n_slices=4, seed=0, floor=0.02)
+    assert "floor=0.02" in repr(d) and "floor" not in repr(PaperDefense(x, y, seed=0))
+    d.on_round_start(model, 0)
+    w = torch.full((4,), 0.25)
+    ctx = RoundContext(round=0, model=model, weights=w)
+    d.server(torch.zeros(sum(param_sizes(model))), ctx)
+    assert ctx.extra["noise_var"] == pytest.approx(aggregate_noise_var(w, 0.2, 0.1, n_slices=4) + 0.02 ** 2 * 0.25)
