@@ -388,7 +388,8 @@ def perturb(flat: Tensor, bounds: Tensor, ratio: float, sigma: float, *,
         return out, ids
     # a round: noise only for the chosen slices (a fraction ~ratio of the entries), one draw for
     # all of them in (row, slice) order, added slice by slice to contiguous views (a loop over the
-    # m k chosen slices, not over entries: 4x faster than masking a full [m, P] noise draw)
+    # m k chosen slices, not over entries: 3x faster than masking a full [m, P] noise draw,
+    # benchmarks/bench_perturb.py)
     ids = _uniform_subsets(flat.shape[0], s, k, gen)
     lo, hi = b[:-1][ids], b[1:][ids]                       # [m, k] each
     lengths = (hi - lo).reshape(-1).tolist()

@@ -627,12 +627,8 @@ def test_batched_perturb_noise_has_std_sigma_on_chosen_slices_only():
 
 
 def test_risk_warmup_doubles_the_refresh_period_up_to_risk_every(monkeypatch):
-    import fedshield.defense as D
-
     model, (x, y) = tiny_cnn(), tiny_data()
     calls = []
-    real = D.leakage_risk
-    monkeypatch.setattr(D, "leakage_risk", lambda *a, **k: real(*a, **k))
     d = PaperDefense(x, y, n_slices=4, risk_every=20, risk_warmup=True, seed=0, probes=1)
     orig = d.update_slices
     monkeypatch.setattr(d, "update_slices", lambda model, generator=None: calls.append(r) or orig(model))

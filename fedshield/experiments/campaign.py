@@ -138,11 +138,11 @@ def run_campaign(name: str, cells: Sequence[Cell], *, profile: str = "default", 
         raise FedshieldError(f"plan {name!r} has no cells")
     t0 = time.monotonic()
     for i, cell in enumerate(cells):
-        if cell.key() in _done_keys(name, profile):
+        done = _done_keys(name, profile)   # re-read: another worker may have finished cells meanwhile
+        if cell.key() in done:
             continue
         if budget_s is not None and time.monotonic() - t0 > budget_s:
-            log(f"[{name}] budget of {budget_s:.0f} s spent; {sum(c.key() not in _done_keys(name, profile) for c in cells)} "
-                f"cells left")
+            log(f"[{name}] budget of {budget_s:.0f} s spent; {sum(c.key() not in done for c in cells)} cells left")
             break
         s = time.monotonic()
         row = run_cell(cell, progress=progress)
@@ -263,15 +263,19 @@ def seed_summary(tab: pd.DataFrame, by: Sequence[str] = ("dataset", "row")) -> p
     return out.reset_index()
 
 
+def _undefended_time(tab: pd.DataFrame, reference: Optional[pd.DataFrame]) -> pd.Series:
+    """Per row of ``tab``: the mean round time of the undefended cell of the same dataset and seed in
+    ``reference`` (default ``tab``), NaN where there is none."""
+    ref = tab if reference is None else reference
+    none = ref[ref.defense == "none"].set_index(["dataset", "seed"]).mean_round_time
+    return pd.Series([none.get(k, float("nan")) for k in zip(tab.dataset, tab.seed)], index=tab.index, dtype=float)
+
+
 def art_ratio(tab: pd.DataFrame, reference: Optional[pd.DataFrame] = None) -> pd.Series:
     """Each cell's mean round time over the undefended cell of the same dataset and seed (from
     ``reference``, default ``tab`` itself): the paper's ART is ``100 (ratio - 1)`` percent. NaN where
     that undefended cell is missing."""
-    ref = tab if reference is None else reference
-    none = ref[ref.defense == "none"].set_index(["dataset", "seed"]).mean_round_time
-    key = list(zip(tab.dataset, tab.seed))
-    return pd.Series([tab.mean_round_time.iloc[i] / none.get(k, float("nan")) for i, k in enumerate(key)],
-                     index=tab.index)
+    return tab.mean_round_time.astype(float) / _undefended_time(tab, reference)
 
 
 def defense_share(tab: pd.DataFrame, reference: Optional[pd.DataFrame] = None) -> pd.Series:
@@ -281,11 +285,8 @@ def defense_share(tab: pd.DataFrame, reference: Optional[pd.DataFrame] = None) -
     the same work as the undefended round's (same clients, same samples, same shapes), so this is the
     ART without the load changes between two runs that move whole-round ratios by several percent
     on shared cores. NaN where that undefended cell is missing."""
-    ref = tab if reference is None else reference
-    none = ref[ref.defense == "none"].set_index(["dataset", "seed"]).mean_round_time
     hooks = tab.defense_round_start.astype(float) + tab.defense_client.astype(float) + tab.defense_server.astype(float)
-    return pd.Series([hooks.iloc[i] / none.get(k, float("nan")) for i, k in enumerate(zip(tab.dataset, tab.seed))],
-                     index=tab.index)
+    return hooks / _undefended_time(tab, reference)
 
 
 def paper_long(tab: pd.DataFrame, *, reference: Optional[pd.DataFrame] = None, rows: Optional[dict] = None,
