@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -41,7 +41,7 @@ from ..params import fc_mask
 from ..utils import make_generator
 from .registry import ROOT_OPTIONS, SEEDED_DEFENSES, build_defense, split_root_options
 
-__all__ = ["AttackConfig", "run_attack", "LABEL_MODES", "VICTIMS", "MODEL_INITS"]
+__all__ = ["AttackConfig", "run_attack", "attack_setup", "attack_victims", "LABEL_MODES", "VICTIMS", "MODEL_INITS"]
 
 LABEL_MODES = ("known", "infer", "joint")
 VICTIMS = ("gradient", "fedavg")
@@ -325,6 +325,40 @@ def _summary(cfg: AttackConfig, rows: list[dict]) -> dict:
     return summary
 
 
+def attack_setup(cfg: AttackConfig, data_dir=None) -> tuple[nn.Module, Victims]:
+    """The attacked model and every victim of ``cfg`` (images, defended updates, masks, labels)."""
+    cfg.validate()
+    model = _build_attack_model(cfg)
+    return model, _prepare_victims(cfg, model, data_dir)
+
+
+def attack_victims(cfg: AttackConfig, vids: Sequence[int], *, chunk: int = 8, progress: bool = False,
+                   data_dir=None, setup: Optional[tuple] = None) -> Iterator[list[tuple[int, dict, np.ndarray]]]:
+    """Attack the victims ``vids`` of ``cfg``, ``chunk`` at a time (vectorised), yielding after each
+    chunk its ``[(victim, row, reconstruction [B, C, H, W] float32 in [0, 1])]``. A victim's
+    defended update, start and result do not depend on which other victims it is attacked with
+    (except Inverting Gradients with ``restarts > 1``, whose starts come from the chunk's
+    generator), so a run resumed with the victims not yet done gives the rows an uninterrupted run
+    gives, up to floating-point rounding of the batched kernels. ``setup``: :func:`attack_setup`'s result,
+    if already built."""
+    if int(chunk) < 1:
+        raise FedshieldError(f"chunk must be >= 1, got {chunk}")
+    vids = [int(v) for v in vids]
+    bad = [v for v in vids if not 0 <= v < cfg.images]
+    if bad:
+        raise FedshieldError(f"victims {bad} out of range: the config has {cfg.images}")
+    model, victims = setup if setup is not None else attack_setup(cfg, data_dir)
+    for c in range(0, len(vids), int(chunk)):
+        part = vids[c:c + int(chunk)]
+        res = _attack_chunk(cfg, model, victims, part, progress)
+        per = res.seconds / len(part)
+        out = []
+        for j, v in enumerate(part):
+            xr = _match_order(res.x[j].detach().cpu(), victims.x[v])
+            out.append((v, _victim_row(cfg, victims, v, xr, res, j, per), xr.clamp(0, 1).numpy().astype(np.float32)))
+        yield out
+
+
 def run_attack(cfg: AttackConfig, *, data_dir=None, progress: bool = True, cache: bool = True,
                chunk: int = 8, cache_dir=None) -> dict:
     """Run one attack experiment: victims, (defended) shared updates, attacks, metrics.
@@ -349,8 +383,7 @@ def run_attack(cfg: AttackConfig, *, data_dir=None, progress: bool = True, cache
         raise FedshieldError(f"chunk must be >= 1, got {chunk}")
     rc = ResultCache(cache_dir) if cache else None
     key = cfg.cache_key()
-    model = _build_attack_model(cfg)
-    victims = _prepare_victims(cfg, model, data_dir)
+    model, victims = attack_setup(cfg, data_dir)
     V = cfg.images
     rows: list[Optional[dict]] = [None] * V
     recs: list[Optional[np.ndarray]] = [None] * V
@@ -365,19 +398,14 @@ def run_attack(cfg: AttackConfig, *, data_dir=None, progress: bool = True, cache
     todo = [v for v in range(V) if rows[v] is None]
     with tqdm(total=V, initial=V - len(todo), desc=f"{cfg.attack} vs {cfg.defense}{' (muted)' if cfg.muted else ''}",
               disable=not progress, unit="victim") as bar:
-        for c in range(0, len(todo), int(chunk)):
-            vids = todo[c:c + int(chunk)]
-            res = _attack_chunk(cfg, model, victims, vids, progress)
-            per = res.seconds / len(vids)
-            for j, v in enumerate(vids):
-                xr = _match_order(res.x[j].detach().cpu(), victims.x[v])
-                rows[v] = _victim_row(cfg, victims, v, xr, res, j, per)
-                recs[v] = xr.clamp(0, 1).numpy().astype(np.float32)
+        for done in attack_victims(cfg, todo, chunk=chunk, progress=progress, setup=(model, victims)):
+            for v, row, rec in done:
+                rows[v], recs[v] = row, rec
                 if rc:
                     vdir.mkdir(parents=True, exist_ok=True)
-                    np.savez_compressed(vdir / f"v{v:04d}.npz", x_rec=recs[v])
-                    rc.put(f"{key}/v{v:04d}", rows[v])
-            bar.update(len(vids))
+                    np.savez_compressed(vdir / f"v{v:04d}.npz", x_rec=rec)
+                    rc.put(f"{key}/v{v:04d}", row)
+            bar.update(len(done))
     x_rec = np.stack(recs)
     x_true = victims.x.numpy()
     summary = _summary(cfg, rows)

@@ -1,0 +1,104 @@
+"""The paper-scale attack campaign: plans, per-victim resumable tables, images, summaries."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from fedshield.errors import FedshieldError
+from fedshield.experiments import attack_campaign as A
+from fedshield.experiments.attack import attack_victims
+from fedshield.report import load_table
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture()
+def results(tmp_path, monkeypatch):
+    monkeypatch.setenv("FEDSHIELD_RESULTS", str(tmp_path / "results"))
+    return tmp_path
+
+
+def test_plans_hold_the_issues_cells():
+    dlg = A.attack_plan("attacks_dlg")
+    main = [c for c in dlg if c.table == "II[A]"]
+    assert {(c.config.dataset, c.row) for c in main} == {(d, r) for d in ("mnist", "fmnist", "cifar10")
+                                                          for r, _, _ in A.TABLE2_ROWS}
+    assert all(c.config.iterations == 500 and c.config.attack == "dlg" and c.config.model_init == "dlg" for c in dlg)
+    many = {"none", "Ours", "Ours-muted", "PLD-muted"}
+    assert all(c.config.images == (8 if c.row in many else 4) for c in main)
+    assert {(c.config.dataset, c.row) for c in dlg if c.table == "I"} == {("cifar100", r) for r in ("none", "Ours", "Ours-muted")}
+    ig = A.attack_plan("attacks_ig")
+    assert all(c.config.iterations == 1000 and dict(c.config.model_kwargs) == {"width": 64} for c in ig)
+    assert all(c.config.images >= 2 for c in ig)
+    t3 = A.attack_plan("attacks_table3")
+    assert {c.table for c in t3} == {"III[A]", "III[B]", "III[C]", "III[E]"}
+    assert sorted(c.config.root_size for c in t3 if c.table == "III[B]" and c.config.dataset == "mnist") == [50, 200, 300, 400]
+    assert all(c.config.defense == "ours" and dict(c.config.defense_kwargs).get("ratio") is None for c in t3)
+    for plan in (dlg, ig, t3):
+        assert len({c.key() for c in plan}) == len(plan)
+    small = A.attack_plan("attacks_ig", iterations=5, images=1, width=4, datasets=("mnist",))
+    assert {(c.config.iterations, c.config.images, c.config.model_kwargs) for c in small} == {(5, 1, (("width", 4),))}
+    with pytest.raises(FedshieldError, match="unknown attack plan"):
+        A.attack_plan("attacks_table9")
+
+
+def test_image_code_round_trips_to_8_bits():
+    x = np.random.default_rng(0).random((1, 3, 5, 4)).astype(np.float32)
+    y = A.decode_image(A.encode_image(x))
+    assert y.shape == x.shape and np.abs(y - x).max() <= 0.5 / 255 + 1e-7
+    assert A.decode_image(None) is None
+
+
+def test_campaign_attacks_missing_victims_once_and_resumes(results, data_root):
+    cells = A.attack_plan("attacks_dlg", iterations=2, images=2, datasets=("mnist",))[:2]
+    logs = []
+    A.run_attack_campaign("t", cells, profile="p", budget_s=-1, log=logs.append)
+    assert A.attack_status("t", cells, "p") == (0, 4) and logs == ["[t] budget of -1 s spent"]
+
+    def killed(msg):   # the machine is reclaimed after the first chunk has been merged
+        raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        A.run_attack_campaign("t", cells, profile="p", chunk=1, log=killed)
+    assert A.attack_status("t", cells, "p") == (1, 4)
+    tab = A.run_attack_campaign("t", cells, profile="p", chunk=1, log=lambda s: None)
+    assert A.attack_status("t", cells, "p") == (4, 4) and len(tab) == 4
+    assert set(tab.row) == {"none", "Ours"} and tab.psnr.notna().all()
+    assert tab.x_rec.notna().all()          # keep_images=2: both victims keep their images
+    # victim v is the same test image in every cell of the plan
+    assert tab[tab.row == "none"].sort_values("victim")["index"].tolist() == \
+        tab[tab.row == "Ours"].sort_values("victim")["index"].tolist()
+    before = load_table("t", "p")
+    A.run_attack_campaign("t", cells, profile="p", log=lambda s: None)   # nothing left: nothing runs
+    pd.testing.assert_frame_equal(before, load_table("t", "p"))
+    # the interrupted and resumed rows are those of one uninterrupted run (same chunks); with other
+    # chunks they differ only by the rounding of the batched kernels, which L-BFGS without line
+    # search amplifies (1e-3 of a pixel after one step of 20 updates)
+    for c in cells:
+        rows = tab[tab.cell == c.key()].sort_values("victim")
+        once = [r["psnr"] for part in attack_victims(c.config, [0, 1], chunk=1) for _, r, _ in part]
+        assert np.allclose(rows.psnr, once, rtol=1e-9, atol=0)
+    res, missing = A.collect_attacks("t", cells, profile="p")
+    assert not missing and set(res) == {c.key() for c in cells}
+    r = res[cells[0].key()]
+    assert r["summary"]["victims"] == 2 and r["summary"]["psnr"]["q1"] <= r["summary"]["psnr"]["median"] <= r["summary"]["psnr"]["q3"]
+    assert r["x_rec"][0].shape == (1, 1, 28, 28) and r["x_true"][1].min() >= 0
+    more = A.attack_plan("attacks_dlg", iterations=2, images=2, datasets=("mnist",))
+    res, missing = A.collect_attacks("t", more, profile="p")
+    assert len(missing) == len(more) - 2 and set(res) == {c.key() for c in cells}
+
+
+def test_bad_campaign_input_is_one_clear_error(results, data_root):
+    cells = A.attack_plan("attacks_dlg", iterations=2, images=2, datasets=("mnist",))[:1]
+    with pytest.raises(FedshieldError, match="no cells"):
+        A.run_attack_campaign("t", [], profile="p")
+    with pytest.raises(FedshieldError, match="chunk"):
+        A.run_attack_campaign("t", cells, profile="p", chunk=0)
+    with pytest.raises(FedshieldError, match="out of range"):
+        next(attack_victims(cells[0].config, [2]))
+
+
+def test_cell_summary_counts_exact_reconstructions_in_the_quartiles():
+    rows = pd.DataFrame(dict(psnr=[10.0, 20.0, np.inf, 30.0], ssim=[0.1, 0.2, 1.0, 0.3], seconds=[1.0] * 4,
+                             detect_precision=[None, None, None, None]))
+    s = A.cell_summary(rows)
+    assert s["psnr"]["median"] == 25.0 and s["psnr"]["mean"] == 20.0 and s["psnr"]["q3"] == np.inf
+    assert s["detect_precision"] is None and s["victims"] == 4 and s["seconds"] == 4.0
