@@ -91,7 +91,7 @@ from .models import DATASET_SHAPES, build_model
 from .params import named_trainable, trainable, unflatten
 from .utils import make_generator
 
-__all__ = ["FLConfig", "Simulator", "run_fedavg", "fedavg_key", "PARTITIONS"]
+__all__ = ["FLConfig", "Simulator", "run_fedavg", "fedavg_key", "snapshot_path", "PARTITIONS"]
 
 PARTITIONS = ("noniid", "iid")
 MODELS = ("lenet", "convnet")
@@ -629,9 +629,15 @@ def build_global_model(cfg: FLConfig) -> nn.Module:
         return build_model(cfg.model, cfg.dataset, **dict(cfg.model_kwargs))
 
 
+def snapshot_path(key: str, round_: int, cache_dir=None):
+    """Where :func:`run_fedavg` keeps the global model's state after ``round_`` rounds of run ``key``."""
+    return ResultCache(cache_dir).dir / f"{key}.snapshots" / f"r{int(round_):05d}.pt"
+
+
 def run_fedavg(cfg: FLConfig, defense: Defense | None = None, *, data_dir=None, progress: bool = True,
                cache: bool = True, batched: bool = True, device: str | torch.device | None = None,
-               checkpoint_every: int = 5, cache_dir=None, key_extra: dict | None = None) -> dict:
+               checkpoint_every: int = 5, cache_dir=None, key_extra: dict | None = None,
+               snapshots: Sequence[int] = ()) -> dict:
     """Build data and model from ``cfg``, run FedAvg and return JSON-able results.
 
     Parameters
@@ -647,6 +653,9 @@ def run_fedavg(cfg: FLConfig, defense: Defense | None = None, *, data_dir=None, 
     cache_dir : cache directory (default: :func:`fedshield.cache.cache_dir`).
     key_extra : JSON-able settings that change the result but are not in ``cfg`` or
         ``repr(defense)`` (added to the cache key).
+    snapshots : rounds after which the global model's state is saved in the cache
+        (:func:`snapshot_path`; 0 = the initial model), e.g. to attack the model in training. A
+        cached result whose snapshots are missing is run again (same result, same key).
 
     Returns
     -------
@@ -658,12 +667,18 @@ def run_fedavg(cfg: FLConfig, defense: Defense | None = None, *, data_dir=None, 
         raise FedshieldError(f"cfg must be an FLConfig, got {type(cfg).__name__}")
     if checkpoint_every < 1:
         raise FedshieldError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
+    snaps = sorted({int(r) for r in snapshots})
+    if any(not 0 <= r <= cfg.rounds for r in snaps):
+        raise FedshieldError(f"snapshots must be rounds in [0, {cfg.rounds}], got {list(snapshots)}")
+    if snaps and not cache:
+        raise FedshieldError("snapshots are saved in the result cache: they need cache=True")
     defense = defense if defense is not None else Defense()
     key = fedavg_key(cfg, defense, batched, key_extra)
     store = ResultCache(cache_dir) if cache else None
+    snap = {r: snapshot_path(key, r, cache_dir) for r in snaps}
     if store is not None:
         hit = store.get(key)
-        if hit is not None:
+        if hit is not None and all(p.exists() for p in snap.values()):
             return hit["result"]
     x, y, parts, test = build_federation(cfg, data_dir, progress)
     model = build_global_model(cfg).to(device or "cpu")
@@ -671,16 +686,28 @@ def run_fedavg(cfg: FLConfig, defense: Defense | None = None, *, data_dir=None, 
     ckpt = store.dir / f"{key}.ckpt.pt" if store is not None else None
     if ckpt is not None and ckpt.exists():
         try:
-            sim.load_state_dict(torch.load(ckpt, weights_only=True))
+            state = torch.load(ckpt, weights_only=True)
+            # a snapshot the checkpoint has gone past cannot be taken any more: start over
+            if not any(r < int(state["rounds_done"]) and not p.exists() for r, p in snap.items()):
+                sim.load_state_dict(state)
         except Exception as e:  # unreadable / incompatible checkpoint: start over
             warnings.warn(f"ignoring the checkpoint {ckpt} ({type(e).__name__}: {e}); starting from round 0")
 
+    def keep(s: Simulator) -> None:
+        p = snap.get(s.rounds_done)
+        if p is not None and not p.exists():
+            p.parent.mkdir(parents=True, exist_ok=True)
+            torch.save({k: v.detach().cpu().clone() for k, v in s.model.state_dict().items()}, p.with_suffix(".tmp"))
+            p.with_suffix(".tmp").replace(p)
+
     def save(s: Simulator, rec: dict) -> None:
+        keep(s)
         if ckpt is not None and s.rounds_done % checkpoint_every == 0 and s.rounds_done < cfg.rounds:
             tmp = ckpt.with_suffix(".tmp")
             torch.save(s.state_dict(), tmp)
             tmp.replace(ckpt)
 
+    keep(sim)   # round 0 (or the resumed round)
     res = sim.run(progress=progress, callback=save)
     out = {"config": config_dict(cfg), "defense": repr(defense), **res, "n_params": sim.n_params,
            "client_sizes": [len(p) for p in parts]}

@@ -102,3 +102,32 @@ def test_cell_summary_counts_exact_reconstructions_in_the_quartiles():
     s = A.cell_summary(rows)
     assert s["psnr"]["median"] == 25.0 and s["psnr"]["mean"] == 20.0 and s["psnr"]["q3"] == np.inf
     assert s["detect_precision"] is None and s["victims"] == 4 and s["seconds"] == 4.0
+
+
+def test_attack_during_training_uses_the_runs_global_model(results, data_root, tmp_path):
+    import torch
+    from fedshield.experiments.attack import AttackConfig, attack_setup
+    from fedshield.experiments.campaign import Cell, training_options
+    from fedshield.experiments.fedavg import global_model_states
+    from fedshield.fl import build_global_model
+
+    cells = A.attack_plan("attacks_training", iterations=2, images=1, datasets=("mnist",), rounds=(0, 2), total=3)
+    assert [(c.row, c.setting) for c in cells] == [(r, f"round {k}") for k in (0, 2) for r in ("none", "Ours", "Ours-muted")]
+    ours2 = next(c for c in cells if c.row == "Ours" and c.setting == "round 2").config
+    model, _ = attack_setup(ours2)
+    fl = Cell("mnist", "ours", 0, options=training_options("ours"), rounds=3).config()
+    states = global_model_states(fl, "ours", [0, 2], **dict(training_options("ours")))
+    assert all(torch.equal(model.state_dict()[k], states[2][k]) for k in states[2])
+    assert not all(torch.equal(states[0][k], states[2][k]) for k in states[0])      # training moved the model
+    init = build_global_model(fl).state_dict()
+    assert all(torch.equal(init[k], states[0][k]) for k in init)                    # round 0 = initial model
+    # the untrained configs keep the keys they had before the fields existed
+    assert A.dlg_config("mnist").cache_key() == "attack-abac98d37ce5c82f"
+    with pytest.raises(FedshieldError, match="trained_round"):
+        AttackConfig(dataset="mnist", trained_round=-1).validate()
+    with pytest.raises(FedshieldError, match="LeNet"):
+        AttackConfig(dataset="mnist", model="convnet", trained_round=1).validate()
+    with pytest.raises(FedshieldError, match="past the run"):
+        attack_setup(A.dlg_config("mnist", trained_round=5, trained_total=3))
+    tab = A.run_attack_campaign("t", cells[:2], profile="p", log=lambda s: None)
+    assert len(tab) == 2 and tab.psnr.notna().all()

@@ -46,6 +46,9 @@ def test_plans_cover_the_issue():
     f2 = C.plan("fig2_table3de", (0,))
     assert {c.row for c in f2} == {"uncompensated", "paper variance", "Q=1", "Q=6", "Q=12", "Q=20", "clipping"}
     assert C.clip_bound("mnist") == pytest.approx(0.1 * 17038 ** 0.5, abs=0.01)
+    cf = C.plan("table2a_cifar", (0,))
+    assert [c.defense for c in cf] == list(C.TABLE2A_DEFENSES) and {c.dataset for c in cf} == {"cifar10"}
+    assert cf[0].config().n_clients == 1000 and cf[0].config().per_round == 200
     with pytest.raises(FedshieldError, match="unknown plan"):
         C.plan("table9")
 

@@ -308,6 +308,33 @@ def test_run_fedavg_caches_and_resumes(data_root, tmp_path):
     assert d2.seen == [] and again["accuracy"] == res["accuracy"]  # served from the cache
 
 
+def test_run_fedavg_snapshots_survive_resume_and_rerun_when_missing(data_root, tmp_path):
+    from fedshield.fl import snapshot_path
+    cfg = FLConfig(**{**SMALL, "rounds": 4, "n_clients": 10, "per_round": 3, "test_samples": 200})
+    with pytest.raises(KeyboardInterrupt):
+        run_fedavg(cfg, Interrupt(at=3), data_dir=data_root, progress=False, cache_dir=tmp_path,
+                   checkpoint_every=2, snapshots=(0, 1, 4))
+    key = fedavg_key(cfg, Interrupt())
+    assert snapshot_path(key, 0, tmp_path).exists() and snapshot_path(key, 1, tmp_path).exists()
+    d = Interrupt()
+    run_fedavg(cfg, d, data_dir=data_root, progress=False, cache_dir=tmp_path, checkpoint_every=2, snapshots=(0, 1, 4))
+    assert d.seen == [2, 3]     # resumed: the snapshots before the checkpoint exist
+    last = torch.load(snapshot_path(key, 4, tmp_path), weights_only=True)
+    d = Interrupt()
+    run_fedavg(cfg, d, data_dir=data_root, progress=False, cache_dir=tmp_path, snapshots=(4,))
+    assert d.seen == []         # cached, snapshot there
+    snapshot_path(key, 4, tmp_path).unlink()
+    d = Interrupt()
+    run_fedavg(cfg, d, data_dir=data_root, progress=False, cache_dir=tmp_path, snapshots=(2, 4))
+    assert d.seen == [0, 1, 2, 3]   # snapshots the cached run lacks: the run is repeated, the same run
+    again = torch.load(snapshot_path(key, 4, tmp_path), weights_only=True)
+    assert all(torch.equal(last[k], again[k]) for k in last)
+    with pytest.raises(FedshieldError, match="snapshots must be rounds"):
+        run_fedavg(cfg, data_dir=data_root, progress=False, cache_dir=tmp_path, snapshots=(5,))
+    with pytest.raises(FedshieldError, match="cache=True"):
+        run_fedavg(cfg, data_dir=data_root, progress=False, cache=False, snapshots=(1,))
+
+
 def test_share_gradient_and_update_give_same_model_without_defense():
     data = _clients([3, 8, 5, 2])
     out = []

@@ -79,6 +79,11 @@ class AttackConfig:
         setting) or 'fedavg' (``local_epochs`` SGD steps at ``local_lr``; the attacker matches
         ``update / (local_lr * steps)``, the mean gradient along the trajectory).
     lr, tv, init, restarts : attack hyper-parameters; ``None`` = the attack's default.
+    trained_round, trained_defense : attack the global model of a training run instead of a freshly
+        initialised one: the paper-scale FedAvg run of ``dataset`` with ``trained_defense`` and
+        ``seed`` (:class:`fedshield.experiments.campaign.Cell`, the calibrated setting) after
+        ``trained_round`` rounds (0: its initial model) of ``trained_total`` (the run's length;
+        2000, the paper's). ``None``: the attack's own model.
     """
 
     dataset: str = "cifar10"
@@ -103,6 +108,9 @@ class AttackConfig:
     restarts: int = 1
     root_size: int = 100
     root_bias: Optional[float] = None
+    trained_round: Optional[int] = None
+    trained_defense: str = "none"
+    trained_total: int = 2000
 
     def __post_init__(self):
         if not isinstance(self.defense_kwargs, tuple) or not all(
@@ -126,12 +134,20 @@ class AttackConfig:
                 raise FedshieldError(f"unknown {field_} {getattr(self, field_)!r}; choose from {list(choices)}")
         if self.model.lower() not in ("lenet", "convnet"):
             raise FedshieldError(f"unknown model {self.model!r}; choose from ['convnet', 'lenet']")
-        for name in ("images", "iterations", "batch_size", "local_epochs", "restarts", "root_size"):
+        for name in ("images", "iterations", "batch_size", "local_epochs", "restarts", "root_size", "trained_total"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
                 raise FedshieldError(f"{name} must be a positive integer, got {v!r}")
         if self.root_bias is not None and not 0.0 <= float(self.root_bias) <= 1.0:
             raise FedshieldError(f"root_bias must be in [0, 1] or None, got {self.root_bias!r}")
+        if self.trained_round is not None:
+            r = self.trained_round
+            if isinstance(r, bool) or not isinstance(r, (int, np.integer)) or r < 0:
+                raise FedshieldError(f"trained_round must be a round >= 0 or None, got {r!r}")
+            if self.model.lower() != "lenet" or self.model_kwargs:
+                raise FedshieldError("trained_round attacks the campaign's LeNet: model='lenet', no model_kwargs")
+            if self.trained_defense not in DEFENSES:
+                raise FedshieldError(f"unknown trained_defense {self.trained_defense!r}; choose from {list(DEFENSES)}")
         if self.label == "infer" and self.batch_size != 1:
             raise FedshieldError("label='infer' (the iDLG rule) needs batch_size 1")
         if self.muted and self.defense not in ("pld", "ours", "gc"):
@@ -151,6 +167,8 @@ class AttackConfig:
         defenses keep the keys they had before the fields existed; defenses that draw noise are
         tagged with the seed rule (``defense_seed``), under which their numbers are computed."""
         d = config_dict(self)
+        if self.trained_round is None:   # the fields added later: earlier configs keep their keys
+            d.pop("trained_round"), d.pop("trained_defense"), d.pop("trained_total")
         if self.defense != "ours":
             for k in ROOT_OPTIONS:
                 d.pop(k)
@@ -165,7 +183,26 @@ def _seed_of(*parts: int) -> int:
     return int.from_bytes(h[:8], "little") >> 1
 
 
-def _build_attack_model(cfg: AttackConfig) -> nn.Module:
+def _trained_model(cfg: AttackConfig, data_dir=None) -> nn.Module:
+    """The global model of ``cfg``'s training run after ``cfg.trained_round`` rounds."""
+    from ..fl import build_global_model
+    from .campaign import Cell, training_options
+    from .fedavg import global_model_states
+
+    cell = Cell(cfg.dataset, cfg.trained_defense, cfg.seed, options=training_options(cfg.trained_defense),
+                rounds=cfg.trained_total)
+    fl = cell.config()
+    if cfg.trained_round > fl.rounds:
+        raise FedshieldError(f"trained_round {cfg.trained_round} is past the run's {fl.rounds} rounds")
+    model = build_global_model(fl)
+    state = global_model_states(fl, cell.defense, [cfg.trained_round], data_dir=data_dir, **dict(cell.options))
+    model.load_state_dict(state[cfg.trained_round])
+    return model.eval()
+
+
+def _build_attack_model(cfg: AttackConfig, data_dir=None) -> nn.Module:
+    if cfg.trained_round is not None:
+        return _trained_model(cfg, data_dir)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(_seed_of(cfg.seed, 1))
         model = build_model(cfg.model, cfg.dataset, **dict(cfg.model_kwargs))
@@ -328,7 +365,7 @@ def _summary(cfg: AttackConfig, rows: list[dict]) -> dict:
 def attack_setup(cfg: AttackConfig, data_dir=None) -> tuple[nn.Module, Victims]:
     """The attacked model and every victim of ``cfg`` (images, defended updates, masks, labels)."""
     cfg.validate()
-    model = _build_attack_model(cfg)
+    model = _build_attack_model(cfg, data_dir)
     return model, _prepare_victims(cfg, model, data_dir)
 
 

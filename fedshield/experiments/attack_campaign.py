@@ -1,6 +1,6 @@
 """The paper-scale attack campaign (issue 13): DLG with 500 L-BFGS steps on the LeNet (Tables I and
 II[A]) and Inverting Gradients with 1000 Adam steps on the width-64 ConvNet (Tables II[B], III),
-resumable per victim across machines through the committed result tables.
+and DLG against the global model during training (issue 14), resumable per victim across machines through the committed result tables.
 
 An :class:`AttackCell` is one :class:`~fedshield.experiments.attack.AttackConfig` with the name of
 its row in the paper's table. A *plan* is a named list of cells whose victims form one table,
@@ -36,7 +36,7 @@ from .campaign import _locked
 
 __all__ = ["AttackCell", "dlg_config", "ig_config", "IG_HYPER", "ATTACK_PLANS", "attack_plan", "run_attack_campaign",
            "attack_status", "collect_attacks", "cell_summary", "plan_frame", "encode_image", "decode_image", "TABLE2_ROWS",
-           "ROW_DEFENSE"]
+           "ROW_DEFENSE", "TRAINING_ROUNDS"]
 
 #: Table II's rows: (the paper's name, defense, muted)
 TABLE2_ROWS = (("none", "none", False), ("Ours", "ours", False), ("Ours-muted", "ours", True),
@@ -129,19 +129,38 @@ def _table3_plan(*, many=2, few=2, iterations=1000, width=64, datasets=("cifar10
     return cells
 
 
-ATTACK_PLANS = {"attacks_dlg": _dlg_plan, "attacks_ig": _ig_plan, "attacks_table3": _table3_plan}
+#: the rounds of a training run whose global model is attacked (issue 14)
+TRAINING_ROUNDS = (0, 100, 1000, 2000)
+
+
+def _training_plan(*, images=8, iterations=500, datasets=("mnist", "fmnist"), rounds=TRAINING_ROUNDS,
+                   total=2000) -> list[AttackCell]:
+    """Attack during training (issue 14): DLG against the global model of Table II[A]'s training run
+    (the calibrated paper-scale FedAvg, seed 0) after each of ``rounds``: undefended updates on the
+    undefended run's model, Ours' updates (plain and muted attacker) on Ours' run's model."""
+    return [AttackCell(dlg_config(ds, d, m, images=images, iterations=iterations, trained_round=int(r),
+                                  trained_defense=d, trained_total=int(total)), name, "training", f"round {r}")
+            for ds in datasets for r in rounds for name, d, m in TABLE2_ROWS[:3]]
+
+
+ATTACK_PLANS = {"attacks_dlg": _dlg_plan, "attacks_ig": _ig_plan, "attacks_table3": _table3_plan,
+                "attacks_training": _training_plan}
 
 
 def attack_plan(name: str, *, iterations: Optional[int] = None, images: Optional[int] = None,
-                datasets: Optional[Sequence[str]] = None, width: Optional[int] = None) -> list[AttackCell]:
+                datasets: Optional[Sequence[str]] = None, width: Optional[int] = None,
+                rounds: Optional[Sequence[int]] = None, total: Optional[int] = None) -> list[AttackCell]:
     """The cells of plan ``name`` (one of :data:`ATTACK_PLANS`). ``iterations`` / ``images`` replace
     every cell's (the smoke profile's miniature: a few steps, one victim), ``width`` the ConvNet's,
-    ``datasets`` keeps only those datasets' cells."""
+    ``rounds`` / ``total`` the attacked rounds and the length of the training run
+    (``attacks_training``), ``datasets`` keeps only those datasets' cells."""
     if name not in ATTACK_PLANS:
         raise FedshieldError(f"unknown attack plan {name!r}; choose from {sorted(ATTACK_PLANS)}")
     kw = {}
-    if width is not None and name != "attacks_dlg":
+    if width is not None and name in ("attacks_ig", "attacks_table3"):
         kw["width"] = int(width)
+    if name == "attacks_training":
+        kw.update({k: v for k, v in (("rounds", rounds), ("total", total)) if v is not None})
     if datasets is not None:
         kw["datasets"] = tuple(datasets)
     cells = ATTACK_PLANS[name](**kw)
