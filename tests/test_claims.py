@@ -7,9 +7,9 @@ from fedshield import claims as C
 
 def table2(psnr, acc, muted_psnr=None):
     """A Table II-shaped frame: psnr/acc = {(dataset, defense): value}; muted rows for 'ours'."""
-    rows = [dict(dataset=ds, defense=d, muted=False, psnr_mean=v, acc=acc[(ds, d)]) for (ds, d), v in psnr.items()]
+    rows = [dict(dataset=ds, defense=d, muted=False, psnr_median=v, acc=acc[(ds, d)]) for (ds, d), v in psnr.items()]
     for ds, v in (muted_psnr or {}).items():
-        rows.append(dict(dataset=ds, defense="ours", muted=True, psnr_mean=v, acc=acc[(ds, "ours")]))
+        rows.append(dict(dataset=ds, defense="ours", muted=True, psnr_median=v, acc=acc[(ds, "ours")]))
     return pd.DataFrame(rows)
 
 
@@ -32,12 +32,12 @@ def test_table2_claims_supported_and_not():
     assert C.muted_fails(t, "table2a")[1] is True
     worse = GOOD.copy()
     worse.loc[(worse.defense == "ours") & ~worse.muted, "acc"] = [0.70, 0.10]
-    worse.loc[(worse.defense == "ours") & worse.muted, "psnr_mean"] = [50.0, 8.0]
+    worse.loc[(worse.defense == "ours") & worse.muted, "psnr_median"] = [50.0, 8.0]
     t = {"table2a": worse}
     assert C.ours_keeps_accuracy(t, "table2a")[1] is False
     assert C.muted_fails(t, "table2a")[1] is False
     weak = GOOD.copy()
-    weak.loc[weak.defense == "none", "psnr_mean"] = [12.0, 11.0]
+    weak.loc[weak.defense == "none", "psnr_median"] = [12.0, 11.0]
     assert C.undefended_leaks({"table2a": weak}, "table2a")[1] is False
     assert C.ours_protects({"table2a": weak}, "table2a")[1] is False
 
@@ -134,7 +134,7 @@ def test_missing_table_is_not_tested_and_other_errors_fail_loudly():
     assert list(out.columns) == ["claim", "section", "measured", "verdict"]
     assert len(out) == len(C.CLAIMS) and (out.verdict == "not tested").all()
     assert set(C.tables_needed()) >= {"table2a", "table2b", "table1_threat_model", "convergence", "table2a_acc", "fig2_table3de"}
-    broken = GOOD.drop(columns="psnr_mean")   # a renamed column is a bug, not "not tested"
+    broken = GOOD.drop(columns="psnr_median")   # a renamed column is a bug, not "not tested"
     with pytest.raises(AttributeError):
         C.evaluate({"table2a": broken})
 
@@ -155,3 +155,30 @@ def test_beyond_shrink_claim():
     assert C.beyond_shrink_trains({"table2a_acc": t2, "fig2_table3de": f2, "compensation_rules": cr})[1] is False
     with pytest.raises(C.Inconclusive):
         C.beyond_shrink_trains({"table2a_acc": t2.assign(final_accuracy=0.1), "fig2_table3de": f2, "compensation_rules": cr})
+
+
+def victims_table(psnr):
+    """A table2_victims-shaped frame: psnr = {(dataset, defense, muted): [per-victim PSNR]}."""
+    return pd.DataFrame([dict(table="A", dataset=ds, defense=d, muted=m, victim=v, psnr=p)
+                         for (ds, d, m), ps in psnr.items() for v, p in enumerate(ps)])
+
+
+def test_paired_claims_decide_on_the_victims():
+    none = [70.0, 72.0, 65.0, float("inf"), 71.0, 69.0, 74.0, 60.0]
+    ours = [10.0, 9.0, 20.0, 6.0, 13.0, 8.0, 8.0, 17.0]
+    t = {"table2_victims": victims_table({("mnist", "none", False): none, ("mnist", "ours", False): ours,
+                                          ("mnist", "ours", True): [o + 0.1 * (-1) ** i for i, o in enumerate(ours)]})}
+    meas, ok = C.ours_protects_paired(t)
+    assert ok is True and "8/8 victims" in meas and "p=0.00391" in meas   # 2^-8: every victim, an inf capped
+    assert C.muted_fails_paired(t)[1] is True
+    leak = {"table2_victims": victims_table({("mnist", "ours", False): ours,
+                                             ("mnist", "ours", True): [o + 30 for o in ours]})}
+    assert C.muted_fails_paired(leak)[1] is False
+    few = {"table2_victims": victims_table({("mnist", "ours", False): ours[:4], ("mnist", "ours", True): ours[:4]})}
+    assert C.verdict_of(next(c for c in C.CLAIMS if c.check.__code__.co_names == ("muted_fails_paired",)),
+                        few)["verdict"] == "inconclusive"
+    # only the victims both rows have are paired (GC-like rows have 4 of the 8)
+    half = {"table2_victims": victims_table({("mnist", "none", False): none, ("mnist", "ours", False): ours[:6],
+                                             ("cifar10", "none", False): none, ("cifar10", "ours", False): ours[:4]})}
+    meas, ok = C.ours_protects_paired(half)
+    assert ok is True and "6/6 victims" in meas and "not counted, too few victims: cifar10 (4 victims)" in meas

@@ -1,13 +1,19 @@
-"""Chapter 10 (beyond the paper: per-layer compensation).
+"""Chapter 10 (beyond the paper: per-layer compensation, attacks during training).
 
 ``run``: run the experiments here (the smoke profile's miniature: ``rounds`` FedAvg rounds, the
 aggregate error at ``error_rounds`` with ``draws`` noise draws) or read the committed tables of
-profile ``tables`` (made by ``tools/campaign.py compensation_rules`` and ``tools/compensation_error.py``).
+profile ``tables`` (made by ``tools/campaign.py compensation_rules``, ``tools/compensation_error.py`` and
+``tools/attack_campaign.py attacks_training``). ``attacks``: the attack-during-training plan
+(``fedshield.experiments.attack_campaign.attack_plan("attacks_training", ...)``; ``None`` = the plan's
+own: 500 L-BFGS steps, 8 victims, rounds 0, 100, 1000, 2000 of the 2000-round run).
 """
 PROFILES = {
-    "smoke": dict(run=True, rounds=3, seeds=(0,), error_rounds=(0, 2), draws=2, tables="smoke"),
+    "smoke": dict(run=True, rounds=3, seeds=(0,), error_rounds=(0, 2), draws=2, tables="smoke",
+                  attacks=dict(iterations=3, images=1, datasets=("mnist",), rounds=(0, 2), total=3)),
     "default": dict(run=False, rounds=2000, seeds=(0, 1, 2), error_rounds=(0, 100, 500, 1000, 1999), draws=20,
-                    tables="default"),
+                    tables="default", attacks=dict(iterations=None, images=None, datasets=("mnist", "fmnist"),
+                                                   rounds=None, total=None)),
     "paper": dict(run=False, rounds=2000, seeds=(0, 1, 2), error_rounds=(0, 100, 500, 1000, 1999), draws=20,
-                  tables="default"),
+                  tables="default", attacks=dict(iterations=None, images=None, datasets=("mnist", "fmnist"),
+                                                 rounds=None, total=None)),
 }

@@ -17,7 +17,12 @@ ConvNet on a CPU when exact on every sample). ``paper``: exact, every sample.
 ``(attack, datasets, defenses)`` listed. ``campaign``: [A]'s ACC and ART come from Chapter 8's
 paper-scale campaign (``fedshield.experiments.campaign``, plans ``table2a_acc`` and ``table2a_pld``):
 ``run`` the missing cells here (smoke: a ``rounds``-round miniature) or read the committed tables of
-profile ``tables``, for ``seeds``. The ``fl_*`` settings of [A] are then only the attack-side model. ``risk_every``: the paper's defense recomputes the leakage risk every this many rounds
+profile ``tables``, for ``seeds``. The ``fl_*`` settings of [A] are then only the attack-side model. ``attacks``: Table II's PSNR / SSIM come from the paper-scale attack campaign
+(``fedshield.experiments.attack_campaign``, plans ``attacks_dlg`` and ``attacks_ig``: DLG 500 L-BFGS steps,
+IG 1000 Adam steps on the width-64 ConvNet): ``run`` the missing victims here (smoke: a miniature of
+``dlg_iterations`` / ``ig_iterations`` steps, ``images`` victims, ConvNet ``ig_width``; ``paper``: the
+full cells, GPU work) or read the committed tables of profile ``tables``. ``dlg_*`` / ``ig_*`` /
+``sweep_*`` are then only this page's own small-scale runs (the ratio sweep). ``risk_every``: the paper's defense recomputes the leakage risk every this many rounds
 in the FL runs. ``ig_width``: ConvNet width (the paper: 64). ``sweep_*``: the ours-muted
 attacker against a growing perturbation ratio (DLG, LeNet).
 """
@@ -34,6 +39,7 @@ PROFILES = {
         pld_kwargs={"dlg": (("max_samples", 4),), "ig": (("max_samples", 2), ("probes", 8))},
         acc_seeds=(0, 1), acc_spread=(("ig", ("mnist",), ("none", "ours")),),
         campaign=dict(run=True, rounds=3, seeds=(0,), tables="smoke"),
+        attacks=dict(run=True, tables="smoke", dlg_iterations=3, ig_iterations=5, images=1, ig_width=4),
         fl_test_samples=500, fl_eval_every=2, risk_every=10,
         sweep_dataset="mnist", sweep_ratios=(0.2, 0.5), sweep_images=1, sweep_iterations=3,
     ),
@@ -49,6 +55,7 @@ PROFILES = {
         pld_kwargs={"dlg": (("max_samples", 8),), "ig": (("max_samples", 4), ("probes", 16))},
         acc_seeds=(0, 1, 2), acc_spread=(("ig", ("mnist",), ("none", "ours", "dp-g")),),
         campaign=dict(run=False, rounds=None, seeds=(0, 1, 2), tables="default"),
+        attacks=dict(run=False, tables="default", dlg_iterations=None, ig_iterations=None, images=None, ig_width=None),
         fl_test_samples=2000, fl_eval_every=5, risk_every=10,
         sweep_dataset="cifar10", sweep_ratios=(0.1, 0.2, 0.5, 0.8), sweep_images=4, sweep_iterations=20,
     ),
@@ -63,6 +70,7 @@ PROFILES = {
         fl_rounds_ig={"mnist": 2000, "fmnist": 2000, "cifar10": 2000}, pld_kwargs={"dlg": (), "ig": ()},
         acc_seeds=(0, 1, 2), acc_spread=(("ig", ("mnist", "fmnist", "cifar10"), ("none", "ours", "gc", "dp-g", "dp-l", "pld")),),
         campaign=dict(run=False, rounds=None, seeds=(0, 1, 2), tables="default"),
+        attacks=dict(run=True, tables="default", dlg_iterations=None, ig_iterations=None, images=None, ig_width=None),
         fl_test_samples=None, fl_eval_every=50, risk_every=1,
         sweep_dataset="cifar10", sweep_ratios=(0.1, 0.2, 0.3, 0.5, 0.8), sweep_images=100, sweep_iterations=500,
     ),
