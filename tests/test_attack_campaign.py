@@ -33,7 +33,14 @@ def test_plans_hold_the_issues_cells():
     assert {c.table for c in t3} == {"III[A]", "III[B]", "III[C]", "III[E]"}
     assert sorted(c.config.root_size for c in t3 if c.table == "III[B]" and c.config.dataset == "mnist") == [50, 200, 300, 400]
     assert all(c.config.defense == "ours" and dict(c.config.defense_kwargs).get("ratio") is None for c in t3)
-    for plan in (dlg, ig, t3):
+    fr = A.attack_plan("attacks_frontier")
+    assert all(c.config.images == 8 and c.config.iterations == 500 for c in fr)
+    muted = {c.setting: c.config.muted for c in fr}
+    assert muted["Ours"] and muted["GC"] and muted["PLD"] and not muted["DP-G"] and not muted["Ours, ratio 1.0"]
+    assert muted["Ours + floor 0.01"] and dict(next(c for c in fr if c.setting == "Ours + floor 0.03").config.defense_kwargs) == {"floor": 0.03}
+    from fedshield.experiments.campaign import plan as fl_plan
+    assert {c.row for c in fl_plan("frontier", (0,))} == {c.setting for c in fr} - {"DP-G", "GC", "Ours", "PLD"}
+    for plan in (dlg, ig, t3, fr):
         assert len({c.key() for c in plan}) == len(plan)
     small = A.attack_plan("attacks_ig", iterations=5, images=1, width=4, datasets=("mnist",))
     assert {(c.config.iterations, c.config.images, c.config.model_kwargs) for c in small} == {(5, 1, (("width", 4),))}

@@ -143,7 +143,26 @@ def _training_plan(*, images=8, iterations=500, datasets=("mnist", "fmnist"), ro
             for ds in datasets for r in rounds for name, d, m in TABLE2_ROWS[:3]]
 
 
-ATTACK_PLANS = {"attacks_dlg": _dlg_plan, "attacks_ig": _ig_plan, "attacks_table3": _table3_plan,
+def _frontier_plan(*, images=8, iterations=500, datasets=("mnist",)) -> list[AttackCell]:
+    """The adaptive attacker's frontier (issue 14): DLG (Table II[A]'s setting, 8 victims) by the
+    strongest attacker that knows the defense, at each strength of
+    :data:`fedshield.experiments.campaign.FRONTIER` and at the paper's: the slice detector against
+    Ours, matching the unpruned entries against GC, dropping the FC layer against PLD, the plain
+    attack against DP and against Ours at ratio 1 (noise on every entry: nothing to locate)."""
+    from .campaign import FRONTIER
+    paper = (("DP-G", "dp-g", ()), ("GC", "gc", ()), ("Ours", "ours", ()), ("PLD", "pld", ()))
+    cells = []
+    for ds in datasets:
+        for row, d, opts in paper + FRONTIER:
+            # every slice noisy (ratio 1): nothing left to locate, the plain attack is the strongest
+            muted = d in ("gc", "pld") or (d == "ours" and float(dict(opts).get("ratio", 0.2)) < 1.0)
+            cells.append(AttackCell(dlg_config(ds, d, muted, images=images, iterations=iterations,
+                                               defense_kwargs=tuple(o for o in opts if o[0] != "risk_every")),
+                                    row + ("-muted" if muted else ""), "frontier", row))
+    return cells
+
+
+ATTACK_PLANS = {"attacks_dlg": _dlg_plan, "attacks_frontier": _frontier_plan, "attacks_ig": _ig_plan, "attacks_table3": _table3_plan,
                 "attacks_training": _training_plan}
 
 

@@ -46,7 +46,7 @@ from .fedavg import run_fl
 
 __all__ = ["CALIBRATED", "paper_scale_config", "Cell", "run_cell", "run_campaign", "PLANS", "plan",
            "campaign_status", "RISK_EVERY", "OURS_REFRESH", "clip_bound", "collect", "seed_summary", "art_ratio",
-           "defense_share", "training_options",
+           "defense_share", "training_options", "FRONTIER",
            "paper_long", "accuracy_curves", "reproduces_pattern", "PLD_ESTIMATED"]
 
 #: the reading of the paper's local training whose undefended accuracy after 2000 rounds is
@@ -234,6 +234,25 @@ def _compensation_rules(seeds: Iterable[int]) -> list[Cell]:
             for s in seeds for rule in ("shrink", "hard")]
 
 
+#: the adaptive attacker's frontier (issue 14), MNIST: each defense at strengths other than the
+#: paper's (whose cells are Table II[A]'s): DP-G's variance, GC's pruned fraction, Ours' ratio, and
+#: the hardened variant, Ours with a noise floor of this std on every entry
+#: (``PaperDefense(floor=...)``): ``(row, defense, options)``
+FRONTIER = (("DP-G, variance 1e-4", "dp-g", (("variance", 1e-4),)),
+            ("DP-G, variance 1e-3", "dp-g", (("variance", 1e-3),)),
+            ("GC, p = 0.95", "gc", (("p", 0.95),)),
+            ("GC, p = 0.99", "gc", (("p", 0.99),)),
+            ("Ours, ratio 0.5", "ours", (("ratio", 0.5),)),
+            ("Ours, ratio 1.0", "ours", (("ratio", 1.0),)),
+            ("Ours + floor 0.01", "ours", (("floor", 0.01),)),
+            ("Ours + floor 0.03", "ours", (("floor", 0.03),)))
+
+
+def _frontier(seeds: Iterable[int], datasets: Iterable[str] = ("mnist",)) -> list[Cell]:
+    return [Cell(ds, d, s, row=row, options=_ours(**dict(opts)) if d == "ours" else opts)
+            for s in seeds for ds in datasets for row, d, opts in FRONTIER]
+
+
 PLANS = {
     "table2a_acc": lambda seeds: _table2a(("mnist", "fmnist"), seeds, tuple(d for d in TABLE2A_DEFENSES if d != "pld")),
     "table2a_pld": lambda seeds: _table2a(("mnist", "fmnist"), seeds, ("pld",)),
@@ -243,6 +262,7 @@ PLANS = {
     "noise_readings": _noise_readings,
     "fig2_table3de": _fig2,
     "compensation_rules": _compensation_rules,
+    "frontier": _frontier,
 }
 
 
