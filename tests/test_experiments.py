@@ -4,7 +4,7 @@ import argparse
 import pytest
 import torch
 
-from fedshield.commands.train import _make_defense as train_defense
+from fedshield.commands.train import make_train_defense as train_defense
 from fedshield.errors import FedshieldError
 from fedshield.experiments import AttackConfig, build_defense, defense_seed, fl_defense
 from fedshield.experiments.attack import attack_defense

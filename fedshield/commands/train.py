@@ -103,7 +103,7 @@ def _run(args) -> int:
                    local_batch_size=args.batch_size, server_lr=args.server_lr, partition=args.partition,
                    max_per_class=args.max_per_class, seed=args.seed, eval_every=args.eval_every,
                    test_samples=args.test_samples, model_kwargs=_model_kwargs(args))
-    defense = _make_defense(args, cfg)
+    defense = make_train_defense(args, cfg)
     if args.device.startswith("cuda"):
         if not torch.cuda.is_available():
             raise FedshieldError(f"device {args.device!r} requested but CUDA is not available")
@@ -136,7 +136,7 @@ def _model_kwargs(args) -> tuple:
     return tuple(kw)
 
 
-def _make_defense(args, cfg):
+def make_train_defense(args, cfg):
     """The defense named by ``--defense`` (``None`` for 'none') with the paper's settings against
     ``--attack``: :func:`fedshield.experiments.fl_defense` (root set outside every client's data,
     noise seeded from ``--seed``)."""
