@@ -64,16 +64,20 @@ def beside_paper(ours, table: str, *, on: tuple[str, ...] = ("dataset", "row", "
     return out
 
 
-def table2_long(t):
-    """A Table II frame of the book (``dataset, defense, muted, psnr_mean, ssim_mean, acc, art_ratio``)
-    in the paper's units and names, long: PSNR dB, SSIM, ACC %, ART % over undefended."""
+def table2_long(t, *, stat: str = "mean"):
+    """A Table II frame of the book (``dataset, defense, muted, psnr_<stat>, ssim_<stat>, acc,
+    art_ratio``) in the paper's units and names, long: PSNR dB, SSIM, ACC %, ART % over undefended.
+    ``stat``: which statistic over victims stands for "ours" (``"median"``: robust to one lucky
+    victim and to an exact reconstruction's infinite PSNR)."""
     import pandas as pd
 
+    if stat not in ("mean", "median"):
+        raise ValueError(f"stat must be 'mean' or 'median', got {stat!r}")
     rows = []
     for r in t.itertuples():
         name = PAPER_DEFENSE[r.defense] + ("-muted" if r.muted else "")
         ds = PAPER_DATASET[r.dataset]
-        vals = {"PSNR": r.psnr_mean, "SSIM": r.ssim_mean}
+        vals = {"PSNR": getattr(r, f"psnr_{stat}"), "SSIM": getattr(r, f"ssim_{stat}")}
         if not r.muted:
             vals["ACC"] = 100 * r.acc
             if r.defense != "none":

@@ -121,3 +121,7 @@ def test_beside_paper_puts_paper_ours_and_delta_in_the_papers_units():
     w = paper_wide(cmp, order=["none", "Ours", "GC"])
     assert [d for d, _ in w.index][:3] == ["MNIST"] * 3 and list(w.index[:3]) == [("MNIST", "none"), ("MNIST", "Ours"), ("MNIST", "GC")]
     assert list(w.columns[:3]) == [("PSNR", "paper"), ("PSNR", "ours"), ("PSNR", "Δ")]
+    med = table2_long(t.assign(psnr_median=[70.0, 12.0, 55.0], ssim_median=[1.0, 0.2, 0.95]), stat="median")
+    assert med.set_index(["row", "metric"]).value[("Ours", "PSNR")] == 12.0
+    with pytest.raises(ValueError, match="stat"):
+        table2_long(t, stat="mode")
