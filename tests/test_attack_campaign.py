@@ -32,6 +32,10 @@ def test_plans_hold_the_issues_cells():
     t3 = A.attack_plan("attacks_table3")
     assert {c.table for c in t3} == {"III[A]", "III[B]", "III[C]", "III[E]"}
     assert sorted(c.config.root_size for c in t3 if c.table == "III[B]" and c.config.dataset == "mnist") == [50, 200, 300, 400]
+    from fedshield.report import paper_table
+    for tab in ("III[A]", "III[B]", "III[C]", "III[E]"):   # every row is one of the paper's
+        assert {c.setting for c in t3 if c.table == tab} | ({A.TABLE3_REFERENCE[tab]} if tab in A.TABLE3_REFERENCE else set()) \
+            == set(paper_table(tab).row)
     assert all(c.config.defense == "ours" and dict(c.config.defense_kwargs).get("ratio") is None for c in t3)
     fr = A.attack_plan("attacks_frontier")
     assert all(c.config.images == 8 and c.config.iterations == 500 for c in fr)
@@ -138,3 +142,20 @@ def test_attack_during_training_uses_the_runs_global_model(results, data_root, t
         attack_setup(A.dlg_config("mnist", trained_round=5, trained_total=3))
     tab = A.run_attack_campaign("t", cells[:2], profile="p", log=lambda s: None)
     assert len(tab) == 2 and tab.psnr.notna().all()
+
+
+def test_table3_long_reads_the_sweep_and_the_reference_cell(results, data_root):
+    from fedshield.report import beside_paper
+    scale = dict(iterations=2, images=1, width=4, datasets=("mnist",))
+    long, missing = A.table3_long(profile="p", **scale)
+    assert long.empty and len(missing) == len(A.attack_plan("attacks_table3", **scale)) + 1
+    ref = [c for c in A.attack_plan("attacks_ig", **scale) if c.row == "Ours"]
+    sweep = [c for c in A.attack_plan("attacks_table3", **scale) if c.table == "III[A]"]
+    A.run_attack_campaign("attacks_ig", ref, profile="p", log=lambda s: None)
+    A.run_attack_campaign("attacks_table3", sweep, profile="p", log=lambda s: None)
+    long, missing = A.table3_long(profile="p", **scale)
+    a = long[long.table == "III[A]"].set_index(["row", "metric"])
+    assert set(a.index) == {("layer size", "PSNR"), ("layer size", "SSIM"), ("sensitivity", "PSNR"), ("sensitivity", "SSIM")}
+    assert (long[long.table == "III[B]"].row == "root size 100").all() and (long.victims == 1).all()
+    cmp = beside_paper(long[long.table == "III[A]"], "III[A]")
+    assert cmp[(cmp.dataset == "MNIST") & (cmp.row == "layer size") & (cmp.metric == "PSNR")].paper.item() == 14.51

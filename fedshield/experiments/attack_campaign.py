@@ -36,7 +36,7 @@ from .campaign import _locked
 
 __all__ = ["AttackCell", "dlg_config", "ig_config", "IG_HYPER", "ATTACK_PLANS", "attack_plan", "run_attack_campaign",
            "attack_status", "collect_attacks", "cell_summary", "plan_frame", "encode_image", "decode_image", "TABLE2_ROWS",
-           "ROW_DEFENSE", "TRAINING_ROUNDS"]
+           "ROW_DEFENSE", "TRAINING_ROUNDS", "TABLE3_REFERENCE", "table3_long"]
 
 #: Table II's rows: (the paper's name, defense, muted)
 TABLE2_ROWS = (("none", "none", False), ("Ours", "ours", False), ("Ours-muted", "ours", True),
@@ -124,9 +124,46 @@ def _table3_plan(*, many=2, few=2, iterations=1000, width=64, datasets=("cifar10
         cells.append(ours(ds, "layer size", "III[A]", defense_kwargs=(("slicing", "size"),)))
         cells.append(ours(ds, "clipping", "III[E]", defense_kwargs=(("clip_bound", clip_bound(ds)),)))
         if ds in ("mnist", "cifar10"):
-            cells += [ours(ds, f"root {n}", "III[B]", root_size=n) for n in (50, 200, 300, 400)]
-            cells += [ours(ds, f"bias {b}", "III[C]", root_bias=b) for b in (0.1, 0.2, 0.4, 0.6, 1.0)]
+            cells += [ours(ds, f"root size {n}", "III[B]", root_size=n) for n in (50, 200, 300, 400)]
+            cells += [ours(ds, f"root bias {b}", "III[C]", root_bias=b) for b in (0.1, 0.2, 0.4, 0.6, 1.0)]
     return cells
+
+
+#: Table III's rows whose cell is Table II[B]'s Ours (the paper's GIA setting: risk slicing, a
+#: uniform root set of 100, no clipping)
+TABLE3_REFERENCE = {"III[A]": "sensitivity", "III[B]": "root size 100", "III[E]": "no clipping"}
+
+
+def table3_long(*, profile: str = "default", run: bool = False, iterations: Optional[int] = None,
+                images: Optional[int] = None, width: Optional[int] = None,
+                datasets: Optional[Sequence[str]] = None, data_dir=None) -> tuple[pd.DataFrame, list[AttackCell]]:
+    """Table III[A, B, C, E]'s PSNR / SSIM at the paper's GIA scale (plans ``attacks_table3`` and,
+    for the rows at the paper's default setting, :data:`TABLE3_REFERENCE`, ``attacks_ig``'s Ours),
+    long like :func:`fedshield.report.beside_paper` wants it: ``table, dataset`` (the paper's
+    name), ``row, metric, value`` (the median over victims) plus ``q1, q3, victims``; and the cells
+    not complete. ``run`` attacks what is missing first (the arguments scale both plans)."""
+    from ..report import PAPER_DATASET
+
+    scale = dict(iterations=iterations, images=images, width=width, datasets=datasets)
+    t3 = attack_plan("attacks_table3", **scale)
+    ref = [c for c in attack_plan("attacks_ig", **scale) if c.row == "Ours"]
+    got3, miss3 = collect_attacks("attacks_table3", t3, profile=profile, run=run, data_dir=data_dir)
+    gotr, missr = collect_attacks("attacks_ig", ref, profile=profile, run=run, data_dir=data_dir)
+    entries = [(c.table, c, got3.get(c.key()), c.setting) for c in t3]
+    for tab, row in TABLE3_REFERENCE.items():
+        sets = {c.config.dataset for c in t3 if c.table == tab}
+        entries += [(tab, c, gotr.get(c.key()), row) for c in ref if c.config.dataset in sets]
+    out = []
+    for tab, c, r, row in entries:
+        if r is None:
+            continue
+        s = r["summary"]
+        for metric in ("psnr", "ssim"):
+            out.append(dict(table=tab, dataset=PAPER_DATASET.get(c.config.dataset, c.config.dataset), row=row,
+                            metric=metric.upper(), value=s[metric]["median"], q1=s[metric]["q1"], q3=s[metric]["q3"],
+                            victims=s["victims"]))
+    cols = ["table", "dataset", "row", "metric", "value", "q1", "q3", "victims"]
+    return pd.DataFrame(out, columns=cols), miss3 + missr
 
 
 #: the rounds of a training run whose global model is attacked (issue 14)
