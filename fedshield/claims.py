@@ -19,6 +19,8 @@ from typing import Callable, Mapping, Optional
 
 import pandas as pd
 
+from .stats import paired_comparison
+
 VERDICTS = ("supported", "NOT supported", "inconclusive", "not tested")
 
 #: the accuracy of a 10-class model that learnt nothing, and the margin above it that counts as learnt
@@ -114,8 +116,6 @@ PSNR_CAP = 100.0
 def _paired(tables: Tables, tab: str, a: tuple, b: tuple, alternative: str) -> dict:
     """Per dataset: :func:`fedshield.stats.paired_comparison` of the PSNR of row ``a`` against row
     ``b`` (``(defense, muted)``) over the victims both have, in ``table2_victims`` table ``tab``."""
-    from .stats import paired_comparison
-
     v = table(tables, "table2_victims")
     v = v[v["table"] == tab]
     out = {}

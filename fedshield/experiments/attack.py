@@ -34,11 +34,14 @@ from ..baselines import DEFENSES
 from ..cache import ResultCache, config_dict, config_key
 from ..data import load_dataset, root_set
 from ..errors import FedshieldError
+from ..fl import build_global_model
 from ..hooks import Defense, RoundContext
 from ..metrics import psnr, ssim, summarize
 from ..models import DATASET_SHAPES, build_model, dlg_init_
 from ..params import fc_mask
 from ..utils import make_generator
+from .campaign import Cell, training_options
+from .fedavg import global_model_states
 from .registry import ROOT_OPTIONS, SEEDED_DEFENSES, build_defense, split_root_options
 
 __all__ = ["AttackConfig", "run_attack", "attack_setup", "attack_victims", "LABEL_MODES", "VICTIMS", "MODEL_INITS"]
@@ -185,10 +188,6 @@ def _seed_of(*parts: int) -> int:
 
 def _trained_model(cfg: AttackConfig, data_dir=None) -> nn.Module:
     """The global model of ``cfg``'s training run after ``cfg.trained_round`` rounds."""
-    from ..fl import build_global_model
-    from .campaign import Cell, training_options
-    from .fedavg import global_model_states
-
     cell = Cell(cfg.dataset, cfg.trained_defense, cfg.seed, options=training_options(cfg.trained_defense),
                 rounds=cfg.trained_total)
     fl = cell.config()

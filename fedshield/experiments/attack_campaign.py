@@ -30,9 +30,9 @@ import torch
 
 from ..errors import FedshieldError
 from ..metrics import summarize
-from ..report import load_table, save_table
+from ..report import PAPER_DATASET, load_table, save_table
 from .attack import AttackConfig, attack_setup, attack_victims
-from .campaign import _locked
+from .campaign import FRONTIER, clip_bound, table_lock
 
 __all__ = ["AttackCell", "dlg_config", "ig_config", "IG_HYPER", "ATTACK_PLANS", "attack_plan", "run_attack_campaign",
            "attack_status", "collect_attacks", "cell_summary", "plan_frame", "encode_image", "decode_image", "TABLE2_ROWS",
@@ -114,8 +114,6 @@ def _table3_plan(*, many=2, few=2, iterations=1000, width=64, datasets=("cifar10
     """Table III with the GIA defense setting (Ours at ratio 0.3): [A] layer-size slicing, [B] root
     set sizes 50 ... 400, [C] root bias 0.1 ... 1.0, [E] clipping (MNIST and CIFAR-10 for [B], [C],
     as in the paper). Ours at the default setting (risk slicing, root 100, uniform) is II[B]'s cell."""
-    from .campaign import clip_bound
-
     def ours(ds, setting, table, **kw):
         return AttackCell(ig_config(ds, "ours", images=many, iterations=iterations, width=width, **kw), "Ours", table,
                           setting)
@@ -142,8 +140,6 @@ def table3_long(*, profile: str = "default", run: bool = False, iterations: Opti
     long like :func:`fedshield.report.beside_paper` wants it: ``table, dataset`` (the paper's
     name), ``row, metric, value`` (the median over victims) plus ``q1, q3, victims``; and the cells
     not complete. ``run`` attacks what is missing first (the arguments scale both plans)."""
-    from ..report import PAPER_DATASET
-
     scale = dict(iterations=iterations, images=images, width=width, datasets=datasets)
     t3 = attack_plan("attacks_table3", **scale)
     ref = [c for c in attack_plan("attacks_ig", **scale) if c.row == "Ours"]
@@ -186,7 +182,6 @@ def _frontier_plan(*, images=8, iterations=500, datasets=("mnist",)) -> list[Att
     :data:`fedshield.experiments.campaign.FRONTIER` and at the paper's: the slice detector against
     Ours, matching the unpruned entries against GC, dropping the FC layer against PLD, the plain
     attack against DP and against Ours at ratio 1 (noise on every entry: nothing to locate)."""
-    from .campaign import FRONTIER
     paper = (("DP-G", "dp-g", ()), ("GC", "gc", ()), ("Ours", "ours", ()), ("PLD", "pld", ()))
     cells = []
     for ds in datasets:
@@ -253,7 +248,7 @@ def _done_victims(tab: Optional[pd.DataFrame]) -> dict:
 
 
 def _merge_rows(name: str, profile: str, rows: list[dict]) -> None:
-    with _locked(name, profile):
+    with table_lock(name, profile):
         old = load_table(name, profile)
         new = pd.DataFrame(rows)
         keys = set(new.key)

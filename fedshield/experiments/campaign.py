@@ -46,7 +46,7 @@ from .fedavg import run_fl
 
 __all__ = ["CALIBRATED", "paper_scale_config", "Cell", "run_cell", "run_campaign", "PLANS", "plan",
            "campaign_status", "RISK_EVERY", "OURS_REFRESH", "clip_bound", "collect", "seed_summary", "art_ratio",
-           "defense_share", "training_options", "FRONTIER",
+           "defense_share", "training_options", "FRONTIER", "table_lock",
            "paper_long", "accuracy_curves", "reproduces_pattern", "PLD_ESTIMATED"]
 
 #: the reading of the paper's local training whose undefended accuracy after 2000 rounds is
@@ -106,7 +106,7 @@ def run_cell(cell: Cell, *, progress: bool = True) -> dict:
 
 
 @contextlib.contextmanager
-def _locked(name: str, profile: str):
+def table_lock(name: str, profile: str):
     """An exclusive lock on table ``name`` of ``profile`` (POSIX; a no-op elsewhere)."""
     path = results_dir() / "tables" / profile / f".{name}.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -117,7 +117,7 @@ def _locked(name: str, profile: str):
 
 
 def _merge_row(name: str, profile: str, row: dict) -> None:
-    with _locked(name, profile):
+    with table_lock(name, profile):
         old = load_table(name, profile)
         new = pd.DataFrame([row])
         tab = new if old is None or old.empty else pd.concat([old[old.key != row["key"]], new], ignore_index=True)
