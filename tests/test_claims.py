@@ -182,3 +182,16 @@ def test_paired_claims_decide_on_the_victims():
                                              ("cifar10", "none", False): none, ("cifar10", "ours", False): ours[:4]})}
     meas, ok = C.ours_protects_paired(half)
     assert ok is True and "6/6 victims" in meas and "not counted, too few victims: cifar10 (4 victims)" in meas
+
+
+def test_frontier_goal_claim():
+    pts = pd.DataFrame([dict(dataset="mnist", family="undefended", setting="none", acc=0.90, psnr_median=72.0),
+                        dict(dataset="mnist", family="Ours", setting="Ours", acc=0.89, psnr_median=71.0),
+                        dict(dataset="mnist", family="DP-G", setting="DP-G", acc=0.895, psnr_median=3.5),
+                        dict(dataset="mnist", family="GC", setting="GC, p = 0.99", acc=0.60, psnr_median=5.0)])
+    meas, ok = C.beyond_frontier_goal({"frontier_points": pts})
+    assert ok is True and meas == "mnist: 1 of 3 strengths (DP-G)"
+    meas, ok = C.beyond_frontier_goal({"frontier_points": pts[pts.setting != "DP-G"]})
+    assert ok is False and "0 of 2" in meas
+    with pytest.raises(C.Inconclusive):
+        C.beyond_frontier_goal({"frontier_points": pts.assign(psnr_median=float("nan"))})
