@@ -223,6 +223,28 @@ def test_detect_noisy_slices_finds_the_perturbed_slices():
         detect_noisy_slices(noisy, bounds, 0.0)
 
 
+def test_detector_that_knows_the_noise_floor_finds_the_slices_a_blind_one_misses():
+    from fedshield.defense import clip_and_perturb
+
+    m = _tiny()
+    x, y = _victims(6)
+    G = victim_gradients(m, x, y)
+    P = G.shape[1]
+    bounds = torch.linspace(0, P, 11).round().long()
+    shared, ids = clip_and_perturb(G, bounds, ratio=0.2, sigma=0.1, floor=0.03, generator=torch.Generator().manual_seed(0))
+    truth = torch.zeros(6, 10, dtype=torch.bool).scatter_(1, ids.view(6, -1), True)
+    rx, ry = _victims(20, seed=7)
+    ref = A.gradient_reference(m, rx[:, 0], ry[:, 0])
+    precision = {f: float((detect_noisy_slices(shared, bounds, 0.1, n_noisy=2, reference=ref, floor=f) & truth).sum()) / 12
+                 for f in (0.0, 0.03)}
+    assert precision[0.03] >= 0.9 and precision[0.03] > precision[0.0], precision
+    # without a floor the two detectors are the same
+    assert torch.equal(detect_noisy_slices(G, bounds, 0.1, n_noisy=2, reference=ref),
+                       detect_noisy_slices(G, bounds, 0.1, n_noisy=2, reference=ref, floor=0.0))
+    with pytest.raises(FedshieldError, match="floor"):
+        detect_noisy_slices(shared, bounds, 0.1, floor=-1.0)
+
+
 def test_run_attack_against_ours_muted_and_pld(data_root):
     base = dict(dataset="mnist", images=2, iterations=2, seed=0)
     r = run_attack(AttackConfig(defense="ours", muted=True, **base), data_dir=data_root, progress=False, cache=False)

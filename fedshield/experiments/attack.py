@@ -177,6 +177,8 @@ class AttackConfig:
                 d.pop(k)
         if self.defense in SEEDED_DEFENSES:
             d["defense_seed_rule"] = "seed+1009"
+        if self.muted and self.defense == "ours" and dict(self.defense_kwargs).get("floor"):
+            d["detector"] = "floor-aware"   # the muted attacker models the public noise floor (since session 5)
         return config_key(d, "attack")
 
 
@@ -270,7 +272,8 @@ def _muted_mask(cfg: AttackConfig, model: nn.Module, defense: Defense, shared: T
     bounds = defense.bounds  # the server recomputes the slices from the public root set
     k = int(defense.k)  # max(1, floor(s * ratio)): public
     ref = gradient_reference(model, defense.root_x, defense.root_y)
-    noisy = detect_noisy_slices(shared, bounds, float(defense.sigma), n_noisy=k, reference=ref)
+    noisy = detect_noisy_slices(shared, bounds, float(defense.sigma), n_noisy=k, reference=ref,
+                                floor=float(getattr(defense, "floor", 0.0)))   # the floor is public too
     truth = torch.zeros_like(noisy).scatter_(1, ctx.extra["perturbed_slices"], True)
     precision = ((noisy & truth).sum(1).float() / noisy.sum(1).float()).tolist()
     return slice_mask(bounds, noisy, shared.shape[1]), precision
