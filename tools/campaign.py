@@ -24,6 +24,7 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--datasets", nargs="+", default=None, help="only these datasets' cells")
     p.add_argument("--defenses", nargs="+", default=None, help="only these defenses' cells")
+    p.add_argument("--rows", nargs="+", default=None, help="only these rows (a cell's name in its table)")
     p.add_argument("--budget-min", type=float, default=55.0, help="start no cell after this many minutes")
     p.add_argument("--profile", default="default")
     p.add_argument("--status", action="store_true", help="print how many cells are done and exit")
@@ -34,6 +35,8 @@ def main(argv=None) -> int:
         cells = [c for c in cells if c.dataset in a.datasets]
     if a.defenses:
         cells = [c for c in cells if c.defense in a.defenses]
+    if a.rows:
+        cells = [c for c in cells if (c.row or c.defense) in a.rows]
     if a.status:
         done, total = campaign_status(a.plan, cells, a.profile)
         print(f"{a.plan}: {done}/{total} cells done")

@@ -248,7 +248,7 @@ FRONTIER = (("DP-G, variance 1e-4", "dp-g", (("variance", 1e-4),)),
             ("Ours + floor 0.03", "ours", (("floor", 0.03),)))
 
 
-def _frontier(seeds: Iterable[int], datasets: Iterable[str] = ("mnist",)) -> list[Cell]:
+def _frontier(seeds: Iterable[int], datasets: Iterable[str] = ("mnist", "fmnist")) -> list[Cell]:
     return [Cell(ds, d, s, row=row, options=_ours(**dict(opts)) if d == "ours" else opts)
             for s in seeds for ds in datasets for row, d, opts in FRONTIER]
 
