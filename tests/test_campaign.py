@@ -51,6 +51,12 @@ def test_plans_cover_the_issue():
     assert cf[0].config().n_clients == 1000 and cf[0].config().per_round == 200
     with pytest.raises(FedshieldError, match="unknown plan"):
         C.plan("table9")
+    assert C.plan("table2a_cifar", (0,), datasets=("mnist",)) == []
+
+
+def test_collect_of_an_empty_selection_runs_nothing(results):
+    t, missing = C.collect("table2a_cifar", [], profile="p", run=True)
+    assert t.empty and missing == []
 
 
 def test_campaign_runs_missing_cells_once_and_resumes_from_the_table(results, data_root, monkeypatch):

@@ -338,7 +338,7 @@ def collect_attacks(name: str, cells: Sequence[AttackCell], *, profile: str = "d
     ``cell``, ``rows`` (the cell's victims, by victim), ``summary`` (:func:`cell_summary`) and the
     kept images ``x_true`` / ``x_rec`` (``{victim: [B, C, H, W]}``). A chapter that reads a long
     campaign (``run=False``) shows what is done and says what is not."""
-    if run:
+    if run and cells:
         run_attack_campaign(name, cells, profile=profile, log=lambda s: None, data_dir=data_dir)
     tab = load_table(name, profile)
     out, missing = {}, []

@@ -360,7 +360,7 @@ def collect(name: str, cells: Sequence[Cell], *, profile: str = "default", run: 
     """The rows of ``cells`` in plan ``name``'s table at ``profile`` and the cells still missing;
     with ``run``, the missing cells are run first (:func:`run_campaign`). A chapter that reads a
     long campaign (``run=False``) shows what is done and says what is not."""
-    if run:
+    if run and cells:
         run_campaign(name, cells, profile=profile, progress=progress, log=lambda s: None)
     t = load_table(name, profile)
     keys = [c.key() for c in cells]
