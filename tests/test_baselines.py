@@ -100,6 +100,16 @@ def test_pld_feature_scores_match_a_per_feature_autograd_loop():
     assert torch.allclose(s, ref, rtol=1e-4, atol=1e-6)
 
 
+def test_pld_feature_scores_of_a_wide_model_in_pieces_are_the_same(monkeypatch):
+    import fedshield.baselines as B
+    m = _lenet16()
+    x = torch.rand(3, 1, 16, 16, generator=torch.Generator().manual_seed(1))
+    whole = feature_scores(m, x)
+    monkeypatch.setattr(B, "_WIDE_FEATURES", 1)   # this small model counts as wide: the chunked path
+    monkeypatch.setattr(B, "_JAC_CHUNK", 7)
+    assert torch.allclose(feature_scores(m, x), whole, rtol=1e-5, atol=1e-7)
+
+
 def test_pld_prunes_only_fc_weight_columns_of_the_smallest_scores():
     m = _lenet16()
     gen = torch.Generator().manual_seed(2)
