@@ -199,19 +199,25 @@ def test_ig_on_a_small_convnet_beats_its_start(data_root):
 
 
 # --------------------------------------------------------------------------------------------- muted
-def test_detect_noisy_slices_finds_the_perturbed_slices():
-    from fedshield.defense import perturb
-
+def _detection_case(perturbation):
+    """Six victims' gradients on the tiny model, 10 equal slices, the shared updates
+    ``perturbation(G, bounds, generator) -> (shared, slice ids)`` makes of them, the true noisy
+    slices and the clean reference of 20 other images: ``(G, bounds, shared, truth, reference)``."""
     m = _tiny()
     x, y = _victims(6)
     G = victim_gradients(m, x, y)
-    P = G.shape[1]
-    bounds = torch.linspace(0, P, 11).round().long()
-    gen = torch.Generator().manual_seed(0)
-    noisy, ids = perturb(G, bounds, 0.3, 0.1, generator=gen)
+    bounds = torch.linspace(0, G.shape[1], 11).round().long()
+    shared, ids = perturbation(G, bounds, torch.Generator().manual_seed(0))
     truth = torch.zeros(6, 10, dtype=torch.bool).scatter_(1, ids.view(6, -1), True)
     rx, ry = _victims(20, seed=7)
-    ref = A.gradient_reference(m, rx[:, 0], ry[:, 0])
+    return G, bounds, shared, truth, A.gradient_reference(m, rx[:, 0], ry[:, 0])
+
+
+def test_detect_noisy_slices_finds_the_perturbed_slices():
+    from fedshield.defense import perturb
+
+    G, bounds, noisy, truth, ref = _detection_case(lambda G, b, gen: perturb(G, b, 0.3, 0.1, generator=gen))
+    P = G.shape[1]
     det = detect_noisy_slices(noisy, bounds, 0.1, n_noisy=3, reference=ref)
     precision = (det & truth).sum().item() / det.sum().item()
     assert precision >= 0.9  # chance: 0.3
@@ -226,15 +232,8 @@ def test_detect_noisy_slices_finds_the_perturbed_slices():
 def test_detector_that_knows_the_noise_floor_finds_the_slices_a_blind_one_misses():
     from fedshield.defense import clip_and_perturb
 
-    m = _tiny()
-    x, y = _victims(6)
-    G = victim_gradients(m, x, y)
-    P = G.shape[1]
-    bounds = torch.linspace(0, P, 11).round().long()
-    shared, ids = clip_and_perturb(G, bounds, ratio=0.2, sigma=0.1, floor=0.03, generator=torch.Generator().manual_seed(0))
-    truth = torch.zeros(6, 10, dtype=torch.bool).scatter_(1, ids.view(6, -1), True)
-    rx, ry = _victims(20, seed=7)
-    ref = A.gradient_reference(m, rx[:, 0], ry[:, 0])
+    G, bounds, shared, truth, ref = _detection_case(
+        lambda G, b, gen: clip_and_perturb(G, b, ratio=0.2, sigma=0.1, floor=0.03, generator=gen))
     precision = {f: float((detect_noisy_slices(shared, bounds, 0.1, n_noisy=2, reference=ref, floor=f) & truth).sum()) / 12
                  for f in (0.0, 0.03)}
     assert precision[0.03] >= 0.9 and precision[0.03] > precision[0.0], precision
