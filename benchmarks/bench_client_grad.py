@@ -13,13 +13,13 @@ The paper's LeNet (MNIST shape, DLG init), ``--clients`` clients, local batch ``
 from __future__ import annotations
 
 import argparse
-import time
-
 import torch
 import torch.nn.functional as F
 
 from fedshield.models import build_model
 from fedshield.utils import book_threads
+
+from _timing import time_ms  # benchmarks/_timing.py (the script's folder is on sys.path)
 
 
 def main() -> None:
@@ -54,12 +54,7 @@ def main() -> None:
     times = {}
     for _ in range(2):  # two alternating passes, the second counted
         for name, f in cases.items():
-            for _ in range(20):
-                f()
-            t0 = time.perf_counter()
-            for _ in range(a.steps):
-                f()
-            times[name] = (time.perf_counter() - t0) / a.steps * 1e3
+            times[name] = time_ms(f, a.steps)
     ra, rb = cases["vmap(grad)"](), autograd_path()
     diff = max(float((ra[k] - rb[k]).abs().max()) for k in ra)
     print(f"{g} clients, batch {B}, {torch.get_num_threads()} thread(s)")

@@ -10,13 +10,13 @@ MNIST LeNet size (P = 17038), 10 clients, ratio 0.2, 10 slices. Usage:
 """
 from __future__ import annotations
 
-import time
-
 import torch
 
 from fedshield.defense import _uniform_subsets, perturb, size_slices
 from fedshield.params import slice_ids
 from fedshield.utils import book_threads, check_finite, make_generator
+
+from _timing import time_ms  # benchmarks/_timing.py (the script's folder is on sys.path)
 
 
 def masked_reference(flat, bounds, k, sigma, gen):
@@ -28,12 +28,7 @@ def masked_reference(flat, bounds, k, sigma, gen):
 
 
 def timed(f, n=300):
-    for _ in range(20):
-        f()
-    t0 = time.perf_counter()
-    for _ in range(n):
-        f()
-    return (time.perf_counter() - t0) / n * 1e3
+    return time_ms(f, n)
 
 
 def main() -> None:
