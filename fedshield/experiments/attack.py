@@ -313,9 +313,19 @@ def _prepare_victims(cfg: AttackConfig, model: nn.Module, data_dir) -> Victims:
     return Victims(idx, xv, yv, shared, mask, lab, precision)
 
 
+def vectorized_default(attack: str) -> bool:
+    """Whether :func:`attack_victims` runs ``attack`` vectorised by default: DLG yes (its batched
+    L-BFGS is 2.0-2.2x the per-victim loop), Inverting Gradients no (on ConvNet-64 the vmapped
+    double backward ran at 0.78x the loop; ``benchmarks/bench_attacks.py --victims 8 --threads 1
+    --width 64`` prints both side by side)."""
+    return attack != "ig"
+
+
 def _attack_chunk(cfg: AttackConfig, model: nn.Module, victims: Victims, vids: list[int],
-                  progress: bool) -> AttackResult:
-    """Attack the victims ``vids`` together (each with its own seeded start)."""
+                  progress: bool, vectorized: Optional[bool] = None) -> AttackResult:
+    """Attack the victims ``vids`` together (each with its own seeded start); ``vectorized`` None:
+    :func:`vectorized_default`."""
+    vec = vectorized_default(cfg.attack) if vectorized is None else bool(vectorized)
     xv = victims.x
     shape = (cfg.batch_size,) + tuple(xv.shape[2:])
     init = cfg.init or ("uniform" if cfg.attack == "dlg" else "gray")
@@ -329,7 +339,7 @@ def _attack_chunk(cfg: AttackConfig, model: nn.Module, victims: Victims, vids: l
     gen = make_generator(_seed_of(cfg.seed, 6, vids[0]))
     hyper = {k: v for k, v in (("lr", cfg.lr), ("tv", cfg.tv)) if v is not None}
     common = dict(label=lb, iterations=cfg.iterations, init=inits if inits is not None else init, mask=m,
-                  generator=gen, progress=progress)
+                  generator=gen, progress=progress, vectorized=vec)
     if cfg.attack == "dlg":
         hyper.pop("tv", None)
         return dlg_batch(model, victims.shared[vids], shape, **common, **hyper)
@@ -372,14 +382,16 @@ def attack_setup(cfg: AttackConfig, data_dir=None) -> tuple[nn.Module, Victims]:
 
 
 def attack_victims(cfg: AttackConfig, vids: Sequence[int], *, chunk: int = 8, progress: bool = False,
-                   data_dir=None, setup: Optional[tuple] = None) -> Iterator[list[tuple[int, dict, np.ndarray]]]:
+                   data_dir=None, setup: Optional[tuple] = None,
+                   vectorized: Optional[bool] = None) -> Iterator[list[tuple[int, dict, np.ndarray]]]:
     """Attack the victims ``vids`` of ``cfg``, ``chunk`` at a time (vectorised), yielding after each
     chunk its ``[(victim, row, reconstruction [B, C, H, W] float32 in [0, 1])]``. A victim's
     defended update, start and result do not depend on which other victims it is attacked with
     (except Inverting Gradients with ``restarts > 1``, whose starts come from the chunk's
     generator), so a run resumed with the victims not yet done gives the rows an uninterrupted run
     gives, up to floating-point rounding of the batched kernels. ``setup``: :func:`attack_setup`'s result,
-    if already built."""
+    if already built. ``vectorized``: the batched kernels (True) or one optimiser per victim (False);
+    None: :func:`vectorized_default` (both give the same victim's result up to rounding)."""
     if int(chunk) < 1:
         raise FedshieldError(f"chunk must be >= 1, got {chunk}")
     vids = [int(v) for v in vids]
@@ -389,7 +401,7 @@ def attack_victims(cfg: AttackConfig, vids: Sequence[int], *, chunk: int = 8, pr
     model, victims = setup if setup is not None else attack_setup(cfg, data_dir)
     for c in range(0, len(vids), int(chunk)):
         part = vids[c:c + int(chunk)]
-        res = _attack_chunk(cfg, model, victims, part, progress)
+        res = _attack_chunk(cfg, model, victims, part, progress, vectorized)
         per = res.seconds / len(part)
         out = []
         for j, v in enumerate(part):
