@@ -55,7 +55,7 @@ __all__ = [
     "leakage_risk", "risk_slices", "size_slices", "perturb", "clip", "per_sample_clipped_gradient",
     "clip_and_perturb", "aggregate_noise_var", "paper_aggregate_noise_var", "n_perturbed", "compensate",
     "mp_bounds", "mp_density", "matrix_shape", "as_matrix", "spectrum", "PaperDefense", "NOISE_VARS", "PROBES",
-    "compensate_layers", "optimal_shrinkage", "COMPENSATIONS",
+    "compensate_layers", "optimal_shrinkage", "COMPENSATIONS", "jitter_bounds",
 ]
 
 PROBES = ("gaussian", "ones")
@@ -348,6 +348,46 @@ def _uniform_subsets(m: int, s: int, k: int, gen: torch.Generator) -> Tensor:
     return keys.topk(k, dim=1).indices.sort(dim=1).values
 
 
+def jitter_bounds(bounds: Tensor, m: int, jitter: float, *,
+                  generator: Optional[torch.Generator] = None) -> Tensor:
+    """Beyond the paper (issue 14): ``m`` independently randomised copies ``[m, s + 1]`` of the slice
+    boundaries, one per client, so that the server (which computes ``bounds``) cannot align a
+    client's slices exactly. Interior boundary ``b_j`` moves by ``trunc(u * jitter * L / 2)`` entries,
+    ``u ~ U(-1, 1)``, ``L`` the length of the slice it moves into (``b_j - b_{j-1}`` down,
+    ``b_{j+1} - b_j`` up). With ``jitter`` in ``[0, 1)`` every boundary stays inside the middle halves of its
+    two slices, so the order is kept and no slice empties; the ends ``0`` and ``P`` stay. Each
+    entry is still in exactly one slice and each slice is perturbed with probability ``k / s``, so
+    the noise variance of :func:`aggregate_noise_var` is unchanged."""
+    b = check_bounds(bounds)
+    m = check_int(m, "m")
+    if not 0.0 <= float(jitter) < 1.0:
+        raise FedshieldError(f"jitter must be in [0, 1), got {jitter}")
+    out = b.unsqueeze(0).repeat(m, 1)
+    if float(jitter) == 0.0 or b.numel() <= 2:
+        return out
+    gen = generator if generator is not None else make_generator(None)
+    u = torch.rand(m, b.numel() - 2, generator=gen, dtype=torch.float64) * 2 - 1
+    down = (b[1:-1] - b[:-2]).to(torch.float64)
+    up = (b[2:] - b[1:-1]).to(torch.float64)
+    step = torch.where(u < 0, down, up) * u * (float(jitter) / 2)
+    out[:, 1:-1] += step.trunc().to(torch.long)
+    return out
+
+
+def _check_row_bounds(bounds: Tensor, m: int, P: int) -> Tensor:
+    """Per-row slice boundaries ``[m, s + 1]``, each row as :func:`check_bounds` wants it."""
+    b = torch.as_tensor(bounds)
+    if b.dim() != 2 or b.shape[0] != m or b.shape[1] < 2 or b.dtype.is_floating_point or b.dtype == torch.bool:
+        raise FedshieldError(f"per-client slice bounds must be an integer [m, s + 1] tensor with m = {m}, "
+                             f"got {tuple(b.shape)}")
+    b = b.to(torch.long)
+    if bool((b[:, 0] != 0).any()) or bool((b[:, -1] != P).any()):
+        raise FedshieldError(f"slice bounds must run from 0 to {P} (the gradient's length) in every row")
+    if not bool((b[:, 1:] > b[:, :-1]).all()):
+        raise FedshieldError("slice bounds must be strictly increasing (no empty slice) in every row")
+    return b
+
+
 def perturb(flat: Tensor, bounds: Tensor, ratio: float, sigma: float, *,
             generator: Optional[torch.Generator] = None) -> tuple[Tensor, Tensor]:
     """Algorithm 1: random slice perturbation.
@@ -360,7 +400,8 @@ def perturb(flat: Tensor, bounds: Tensor, ratio: float, sigma: float, *,
     noise drawn only for the chosen slices) or
     a round of updates ``[m, P]`` (each row gets its own independent slice set, drawn for all
     rows at once with random keys + ``topk``; the noise of all ``m k`` chosen slices is drawn in
-    one call, in (row, slice) order, and added to the contiguous slices).
+    one call, in (row, slice) order, and added to the contiguous slices). For a round, ``bounds``
+    may also be ``[m, s + 1]``: each row its own boundaries (:func:`jitter_bounds`).
 
     Returns
     -------
@@ -373,8 +414,11 @@ def perturb(flat: Tensor, bounds: Tensor, ratio: float, sigma: float, *,
     check_finite(flat, "the update")
     check_ratio(ratio)
     check_nonneg(sigma, "sigma")
-    b = check_bounds(bounds, flat.shape[-1])
-    s = b.numel() - 1
+    rows = torch.is_tensor(bounds) and bounds.dim() == 2
+    if rows and flat.dim() != 2:
+        raise FedshieldError("per-client slice bounds [m, s + 1] need a round of updates [m, P]")
+    b = _check_row_bounds(bounds, flat.shape[0], flat.shape[1]) if rows else check_bounds(bounds, flat.shape[-1])
+    s = b.shape[-1] - 1
     k = n_perturbed(s, ratio)
     gen = generator if generator is not None else make_generator(None)
     if flat.dim() == 1:
@@ -391,7 +435,10 @@ def perturb(flat: Tensor, bounds: Tensor, ratio: float, sigma: float, *,
     # m k chosen slices, not over entries: 3x faster than masking a full [m, P] noise draw,
     # benchmarks/bench_perturb.py)
     ids = _uniform_subsets(flat.shape[0], s, k, gen)
-    lo, hi = b[:-1][ids], b[1:][ids]                       # [m, k] each
+    if rows:
+        lo, hi = b[:, :-1].gather(1, ids), b[:, 1:].gather(1, ids)
+    else:
+        lo, hi = b[:-1][ids], b[1:][ids]                   # [m, k] each
     lengths = (hi - lo).reshape(-1).tolist()
     noise = torch.randn(sum(lengths), generator=gen, dtype=flat.dtype, device=gen.device)
     noise = noise.to(flat.device).mul_(float(sigma))
@@ -794,6 +841,9 @@ class PaperDefense(Defense):
     loss_fn : loss for the risk (default softmax cross-entropy).
     floor : beyond the paper, a noise floor of this std on every entry of every shared update
         (:func:`clip_and_perturb`); the compensation's noise variance includes it.
+    jitter : beyond the paper, each client's slice boundaries randomised per round
+        (:func:`jitter_bounds`, drawn from the defense's secret generator), so that the server cannot
+        align them; 0: the paper's common boundaries.
     compensation : the server's compensation: ``"paper"`` (the global ``v x w`` Marchenko-Pastur
         projection, :func:`compensate`, with ``q``), ``"hard"`` / ``"shrink"`` (per parameter tensor,
         :func:`compensate_layers`; ``q`` unused).
@@ -808,7 +858,8 @@ class PaperDefense(Defense):
                  ratio: float = 0.2, sigma: float = 0.1, clip_bound: Optional[float] = None, q: float = 6.0,
                  compensate: bool = True, slicing: str = "risk", probes: int = 8, risk_every: int = 1,
                  risk_warmup: bool = False, seed: Optional[int] = None, loss_fn: Optional[Callable] = None,
-                 noise_var: str = "derived", compensation: str = "paper", floor: float = 0.0):
+                 noise_var: str = "derived", compensation: str = "paper", floor: float = 0.0,
+                 jitter: float = 0.0):
         if noise_var not in NOISE_VARS:
             raise FedshieldError(f"noise_var must be one of {list(NOISE_VARS)}, got {noise_var!r}")
         if compensation not in COMPENSATIONS:
@@ -842,6 +893,9 @@ class PaperDefense(Defense):
         self.compensation = compensation
         check_nonneg(floor, "floor")
         self.floor = float(floor)
+        if not 0.0 <= float(jitter) < 1.0:
+            raise FedshieldError(f"jitter must be in [0, 1), got {jitter}")
+        self.jitter = float(jitter)
         self.slicing = slicing
         self.probes = check_int(probes, "probes")
         self.risk_every = check_int(risk_every, "risk_every")
@@ -920,6 +974,8 @@ class PaperDefense(Defense):
         if not isinstance(updates, Tensor) or updates.dim() != 2:
             raise FedshieldError("client updates must be a [m, P] tensor")
         bounds = self._ensure_bounds(updates.shape[1], ctx.model)
+        if self.jitter > 0:
+            bounds = jitter_bounds(bounds, updates.shape[0], self.jitter, generator=self.generator)
         out, ids = clip_and_perturb(updates, bounds, ratio=self.ratio, sigma=self.sigma,
                                     clip_bound=self.clip_bound, floor=self.floor, generator=self.generator)
         ctx.extra["perturbed_slices"] = ids
@@ -955,8 +1011,11 @@ class PaperDefense(Defense):
         if not isinstance(grad_flat, Tensor) or grad_flat.dim() != 1:
             raise FedshieldError("grad_flat must be a flat [P] tensor")
         bounds = self._ensure_bounds(grad_flat.numel(), model)
+        gen = generator if generator is not None else self.generator
+        if self.jitter > 0:
+            bounds = jitter_bounds(bounds, 1, self.jitter, generator=gen)[0]
         out, ids = clip_and_perturb(grad_flat, bounds, ratio=self.ratio, sigma=self.sigma, clip_bound=self.clip_bound,
-                                    floor=self.floor, generator=generator if generator is not None else self.generator)
+                                    floor=self.floor, generator=gen)
         self.last_perturbed_slices = ids
         return out
 
@@ -968,7 +1027,8 @@ class PaperDefense(Defense):
                 + f"root={self._root_id()}, seed={self.seed}"
                 + ("" if self.noise_var == "derived" else f", noise_var={self.noise_var!r}")
                 + ("" if self.compensation == "paper" else f", compensation={self.compensation!r}")
-                + ("" if self.floor == 0 else f", floor={self.floor}") + ")")
+                + ("" if self.floor == 0 else f", floor={self.floor}")
+                + ("" if self.jitter == 0 else f", jitter={self.jitter}") + ")")
 
     def _root_id(self) -> str:
         """Size and content hash of the root set: part of the repr, hence of result-cache keys."""

@@ -336,3 +336,42 @@ def test_cli_attack(data_root, tmp_path, capsys):
         assert main(["attack", "--dataset", "mnist", "--no-progress", "--data-dir", str(data_root)] + argv) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "error" in err[0]
+
+
+def test_randomised_boundaries_fool_the_server_slice_detector_but_not_the_widened_one():
+    from fedshield.attacks.adaptive import entry_mask, expanded_slice_mask, refine_bounds
+    from fedshield.defense import jitter_bounds, perturb
+
+    box = {}
+
+    def jittered(G, b, gen):
+        box["J"] = jitter_bounds(b, G.shape[0], 0.5, generator=gen)
+        return perturb(G, box["J"], 0.2, 0.1, generator=gen)
+
+    G, bounds, shared, truth, ref = _detection_case(jittered)
+    P = G.shape[1]
+    noisy_entries = entry_mask(box["J"], truth.nonzero()[:, 1].view(6, -1), P)
+    det = detect_noisy_slices(shared, bounds, 0.1, n_noisy=2, reference=ref)
+    assert float((det & truth).sum()) / 12 >= 0.75          # the slices are still found (chance 0.2) ...
+    naive = slice_mask(bounds, det)
+    assert (naive & noisy_entries).any(1).sum() >= 4        # ... but their moved edges leak noise
+    wide = expanded_slice_mask(bounds, det, 0.5, P)
+    exact = (det == truth).all(1)
+    assert exact.sum() >= 3 and not (wide & noisy_entries)[exact].any()   # widened: no noisy entry kept
+    assert torch.equal(shared[exact][wide[exact]], G[exact][wide[exact]])
+    # the widened mask drops the noisy slices plus at most jitter / 2 of each neighbour
+    assert ((~wide).sum(1) <= (~naive).sum(1) + int(bounds.diff().max())).all()
+    assert torch.equal(expanded_slice_mask(bounds, det, 0.0, P), naive)
+    # refine_bounds: a partition of every slice into pieces
+    fine = refine_bounds(bounds, 4)
+    assert fine.numel() == 4 * 10 + 1 and set(bounds.tolist()) <= set(fine.tolist())
+    with pytest.raises(FedshieldError, match="pieces"):
+        refine_bounds(bounds, 0)
+
+
+def test_attack_config_detector_choices_and_keys():
+    base = AttackConfig(dataset="mnist", defense="ours", muted=True)
+    assert AttackConfig(dataset="mnist", defense="ours", muted=True, detector="auto").cache_key() == base.cache_key()
+    assert AttackConfig(dataset="mnist", defense="ours", muted=True, detector="slices").cache_key() != base.cache_key()
+    with pytest.raises(FedshieldError, match="detector"):
+        AttackConfig(detector="oracle").validate()

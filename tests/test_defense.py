@@ -783,3 +783,62 @@ def test_noise_floor_on_every_entry_and_in_the_compensation_variance():
     ctx = RoundContext(round=0, model=model, weights=w)
     d.server(torch.zeros(sum(param_sizes(model))), ctx)
     assert ctx.extra["noise_var"] == pytest.approx(aggregate_noise_var(w, 0.2, 0.1, n_slices=4) + 0.02 ** 2 * 0.25)
+
+
+# ------------------------------------------------------------------ randomised boundaries (issue 14)
+def test_jitter_bounds_keep_every_slice_inside_the_middle_halves_of_its_neighbours():
+    from fedshield.defense import jitter_bounds
+
+    b = torch.tensor([0, 10, 30, 31, 60, 100, 101, 400])
+    J = jitter_bounds(b, 500, 0.9, generator=make_generator(3))
+    assert J.shape == (500, 8) and (J[:, 0] == 0).all() and (J[:, -1] == 400).all()
+    assert (J[:, 1:] > J[:, :-1]).all()                       # no slice empties
+    ln = b.diff().double()
+    step = (J[:, 1:-1] - b[1:-1]).double()
+    assert (step >= -torch.floor(0.45 * ln[:-1])).all() and (step <= torch.floor(0.45 * ln[1:])).all()
+    assert (step != 0).float().mean() > 0.5 and len({tuple(r) for r in J.tolist()}) > 400   # they do move
+    assert torch.equal(jitter_bounds(b, 3, 0.0), b.repeat(3, 1))
+    assert torch.equal(J, jitter_bounds(b, 500, 0.9, generator=make_generator(3)))   # same seed, same draw
+    for bad in (-0.1, 1.0, float("nan")):
+        with pytest.raises(FedshieldError, match="jitter"):
+            jitter_bounds(b, 2, bad)
+
+
+def test_perturb_with_per_client_bounds_noises_each_clients_own_slices():
+    from fedshield.defense import jitter_bounds
+
+    b = torch.tensor([0, 50, 120, 200, 260, 300])
+    J = jitter_bounds(b, 7, 0.5, generator=make_generator(0))
+    out, ids = perturb(torch.zeros(7, 300), J, 0.4, 1.0, generator=make_generator(1))
+    for r in range(7):
+        want = torch.zeros(300, dtype=torch.bool)
+        for j in ids[r].tolist():
+            want[int(J[r, j]):int(J[r, j + 1])] = True
+        assert torch.equal(out[r] != 0, want)
+    with pytest.raises(FedshieldError, match="per-client"):
+        perturb(torch.zeros(7, 300), J[:3], 0.4, 1.0)
+    with pytest.raises(FedshieldError, match="per-client"):
+        perturb(torch.zeros(300), J, 0.4, 1.0)
+    bad = J.clone(); bad[2, 3] = bad[2, 2]
+    with pytest.raises(FedshieldError, match="increasing"):
+        perturb(torch.zeros(7, 300), bad, 0.4, 1.0)
+
+
+def test_paper_defense_with_jitter_draws_its_boundaries_per_client_and_keeps_the_noise_level():
+    d = PaperDefense(None, None, slicing="size", n_slices=10, ratio=0.2, sigma=1.0, jitter=0.5, seed=0,
+                     compensate=False)
+    model = nn.Linear(40, 25)
+    d.on_round_start(model, 0)
+    m, P = 400, 40 * 25 + 25
+    ctx = RoundContext(round=0, model=model, weights=torch.full((m,), 1.0 / m), client_ids=list(range(m)))
+    out = d.client(torch.zeros(m, P), ctx)
+    J = ctx.extra["slice_bounds"]
+    assert J.shape == (m, 11) and not (J == d.bounds).all(1).all()
+    # every entry is noised with probability k / s, edges included: the variance the compensation assumes
+    frac = (out != 0).double().mean(0)
+    assert abs(frac.mean().item() - 0.2) < 0.01 and frac.min().item() > 0.12 and frac.max().item() < 0.28
+    assert "jitter=0.5" in repr(d) and "jitter" not in repr(PaperDefense(None, None, slicing="size"))
+    g = d.perturb_gradient(torch.zeros(P), model)
+    assert 0 < int((g != 0).sum()) < P
+    with pytest.raises(FedshieldError, match="jitter"):
+        PaperDefense(None, None, slicing="size", jitter=1.5)

@@ -16,7 +16,8 @@ from ..errors import FedshieldError
 from ..params import check_bounds, n_params, slice_ids
 from .common import victim_gradients
 
-__all__ = ["detect_noisy_slices", "slice_mask", "gradient_reference"]
+__all__ = ["detect_noisy_slices", "slice_mask", "gradient_reference", "refine_bounds", "entry_mask",
+           "expanded_slice_mask"]
 
 
 def detect_noisy_slices(updates: Tensor, bounds: Tensor, sigma: float, *, n_noisy: Optional[int] = None,
@@ -89,6 +90,62 @@ def slice_mask(bounds: Tensor, noisy: Tensor, P: Optional[int] = None) -> Tensor
     bounds = torch.as_tensor(bounds, dtype=torch.long)
     b = check_bounds(bounds, int(bounds[-1]) if P is None else P)
     return ~noisy[..., slice_ids(b, noisy.device)]
+
+
+def refine_bounds(bounds: Tensor, pieces: int) -> Tensor:
+    """Every slice of ``bounds`` cut into ``pieces`` near-equal consecutive parts (a slice shorter
+    than ``pieces`` into single entries): the finer grid on which an attacker looks for noise when
+    the clients randomise their boundaries (``PaperDefense(jitter=...)``). A true boundary that moved
+    by up to a quarter of a slice then cuts at most one piece, which :func:`detect_noisy_slices`
+    (with ``n_noisy=None``, every piece whose log-likelihood ratio is positive) drops if its noisy
+    part carries the evidence."""
+    b = check_bounds(bounds)
+    if isinstance(pieces, bool) or int(pieces) < 1:
+        raise FedshieldError(f"pieces must be a positive integer, got {pieces!r}")
+    t = torch.arange(int(pieces), dtype=torch.float64) / int(pieces)
+    lo, ln = b[:-1].to(torch.float64), (b[1:] - b[:-1]).to(torch.float64)
+    cuts = (lo.unsqueeze(1) + torch.floor(ln.unsqueeze(1) * t)).reshape(-1).to(torch.long)
+    return torch.unique(torch.cat([cuts, b[-1:]]))
+
+
+def expanded_slice_mask(bounds: Tensor, noisy: Tensor, jitter: float, P: Optional[int] = None) -> Tensor:
+    """Boolean ``[P]`` / ``[V, P]`` mask of the entries outside the noisy slices *widened by the
+    most a client's boundary can move* (``PaperDefense(jitter=...)``, :func:`fedshield.defense.jitter_bounds`:
+    ``jitter / 2`` of the neighbouring slice's length on each side): whatever the clients' draw,
+    a correctly detected noisy slice then lies inside the dropped range. The attacker pays with a
+    few clean entries at the edges."""
+    b = check_bounds(torch.as_tensor(bounds, dtype=torch.long), P)
+    P = int(b[-1])
+    if not 0.0 <= float(jitter) < 1.0:
+        raise FedshieldError(f"jitter must be in [0, 1), got {jitter}")
+    single = noisy.dim() == 1
+    nz = noisy.unsqueeze(0) if single else noisy
+    ln = (b[1:] - b[:-1]).to(torch.float64)
+    pad_lo = torch.zeros_like(ln)
+    pad_hi = torch.zeros_like(ln)
+    pad_lo[1:] = torch.floor(ln[:-1] * float(jitter) / 2)   # slice j's start can move down into j-1
+    pad_hi[:-1] = torch.floor(ln[1:] * float(jitter) / 2)   # its end up into j+1
+    lo = (b[:-1] - pad_lo.to(torch.long)).clamp_min(0)
+    hi = (b[1:] + pad_hi.to(torch.long)).clamp_max(P)
+    pos = torch.arange(P)
+    drop = torch.zeros(nz.shape[0], P, dtype=torch.bool)
+    for v, j in nz.nonzero().tolist():   # a loop over the k detected slices per victim, not entries
+        drop[v, int(lo[j]):int(hi[j])] = True
+    del pos
+    keep = ~drop
+    return keep[0] if single else keep
+
+
+def entry_mask(bounds: Tensor, ids: Tensor, P: int) -> Tensor:
+    """Boolean ``[m, P]``: True on the entries of the chosen slices ``ids`` ``[m, k]`` of each row,
+    for common ``[s + 1]`` or per-row ``[m, s + 1]`` boundaries (the defense's truth, to score a
+    detector entry by entry)."""
+    ids = torch.as_tensor(ids, dtype=torch.long)
+    b = torch.as_tensor(bounds, dtype=torch.long)
+    b = b.unsqueeze(0).expand(ids.shape[0], -1) if b.dim() == 1 else b
+    lo, hi = b[:, :-1].gather(1, ids), b[:, 1:].gather(1, ids)
+    pos = torch.arange(int(P)).view(1, 1, -1)
+    return ((pos >= lo.unsqueeze(2)) & (pos < hi.unsqueeze(2))).any(1)
 
 
 def gradient_reference(model: nn.Module, x: Tensor, y: Tensor, chunk: int = 50) -> Tensor:

@@ -25,7 +25,8 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..attacks import ATTACKS, INITS
-from ..attacks.adaptive import detect_noisy_slices, gradient_reference, slice_mask
+from ..attacks.adaptive import (detect_noisy_slices, entry_mask, expanded_slice_mask, gradient_reference,
+                                refine_bounds, slice_mask)
 from ..attacks.common import AttackResult, fedavg_update, init_dummy, victim_gradients
 from ..attacks.dlg import dlg_batch
 from ..attacks.inverting import inverting_gradients_batch
@@ -49,6 +50,14 @@ __all__ = ["AttackConfig", "run_attack", "attack_setup", "attack_victims", "LABE
 LABEL_MODES = ("known", "infer", "joint")
 VICTIMS = ("gradient", "fedavg")
 MODEL_INITS = ("auto", "dlg", "default")
+#: the muted attacker's slice detector against 'ours': "slices" (the server's own boundaries, the
+#: top k by log-likelihood ratio), "refined" (each slice cut into :data:`REFINE_PIECES` pieces,
+#: every piece with a positive ratio dropped), "expanded" (the top k slices as "slices", each
+#: dropped widened by the most a randomised boundary can move, ``jitter / 2`` of its neighbour:
+#: :func:`fedshield.attacks.adaptive.expanded_slice_mask`), "auto" (expanded against
+#: ``jitter > 0``, else slices)
+DETECTORS = ("auto", "slices", "refined", "expanded")
+REFINE_PIECES = 8
 
 
 @dataclass(frozen=True)
@@ -87,6 +96,7 @@ class AttackConfig:
         ``seed`` (:class:`fedshield.experiments.campaign.Cell`, the calibrated setting) after
         ``trained_round`` rounds (0: its initial model) of ``trained_total`` (the run's length;
         2000, the paper's). ``None``: the attack's own model.
+    detector : the muted attacker's detector against 'ours' (:data:`DETECTORS`).
     """
 
     dataset: str = "cifar10"
@@ -114,6 +124,7 @@ class AttackConfig:
     trained_round: Optional[int] = None
     trained_defense: str = "none"
     trained_total: int = 2000
+    detector: str = "auto"
 
     def __post_init__(self):
         if not isinstance(self.defense_kwargs, tuple) or not all(
@@ -132,7 +143,8 @@ class AttackConfig:
 
     def validate(self) -> "AttackConfig":
         for field_, choices in (("attack", ATTACKS), ("defense", DEFENSES), ("dataset", sorted(DATASET_SHAPES)),
-                                ("label", LABEL_MODES), ("victim", VICTIMS), ("model_init", MODEL_INITS)):
+                                ("label", LABEL_MODES), ("victim", VICTIMS), ("model_init", MODEL_INITS),
+                                ("detector", DETECTORS)):
             if getattr(self, field_) not in choices:
                 raise FedshieldError(f"unknown {field_} {getattr(self, field_)!r}; choose from {list(choices)}")
         if self.model.lower() not in ("lenet", "convnet"):
@@ -172,6 +184,8 @@ class AttackConfig:
         d = config_dict(self)
         if self.trained_round is None:   # the fields added later: earlier configs keep their keys
             d.pop("trained_round"), d.pop("trained_defense"), d.pop("trained_total")
+        if d.get("detector") == "auto":   # added later: earlier configs keep their keys
+            d.pop("detector")
         if self.defense != "ours":
             for k in ROOT_OPTIONS:
                 d.pop(k)
@@ -272,11 +286,27 @@ def _muted_mask(cfg: AttackConfig, model: nn.Module, defense: Defense, shared: T
     bounds = defense.bounds  # the server recomputes the slices from the public root set
     k = int(defense.k)  # max(1, floor(s * ratio)): public
     ref = gradient_reference(model, defense.root_x, defense.root_y)
-    noisy = detect_noisy_slices(shared, bounds, float(defense.sigma), n_noisy=k, reference=ref,
-                                floor=float(getattr(defense, "floor", 0.0)))   # the floor is public too
-    truth = torch.zeros_like(noisy).scatter_(1, ctx.extra["perturbed_slices"], True)
-    precision = ((noisy & truth).sum(1).float() / noisy.sum(1).float()).tolist()
-    return slice_mask(bounds, noisy, shared.shape[1]), precision
+    floor = float(getattr(defense, "floor", 0.0))   # the floor is public too
+    jitter = float(getattr(defense, "jitter", 0.0))
+    ids = ctx.extra["perturbed_slices"]
+    detector = cfg.detector if cfg.detector != "auto" else ("expanded" if jitter > 0 else "slices")
+    if detector == "slices" and jitter == 0:
+        noisy = detect_noisy_slices(shared, bounds, float(defense.sigma), n_noisy=k, reference=ref, floor=floor)
+        truth = torch.zeros_like(noisy).scatter_(1, ids, True)
+        precision = ((noisy & truth).sum(1).float() / noisy.sum(1).float()).tolist()
+        return slice_mask(bounds, noisy, shared.shape[1]), precision
+    # entry-level scoring: the clients' own boundaries differ from the server's (jitter), or the
+    # attacker judges pieces finer than the slices
+    grid = refine_bounds(bounds, REFINE_PIECES) if detector == "refined" else bounds
+    noisy = detect_noisy_slices(shared, grid, float(defense.sigma), n_noisy=None if detector == "refined" else k,
+                                reference=ref, floor=floor)
+    keep = (expanded_slice_mask(grid, noisy, jitter, shared.shape[1]) if detector == "expanded"
+            else slice_mask(grid, noisy, shared.shape[1]))
+    truth = entry_mask(ctx.extra["slice_bounds"], ids, shared.shape[1])
+    dropped = (~keep).sum(1).float()
+    precision = torch.where(dropped > 0, ((~keep) & truth).sum(1).float() / dropped.clamp_min(1),
+                            torch.zeros_like(dropped)).tolist()
+    return keep, precision
 
 
 def _prepare_victims(cfg: AttackConfig, model: nn.Module, data_dir) -> Victims:

@@ -181,7 +181,8 @@ def _frontier_plan(*, images=8, iterations=500, datasets=("mnist",)) -> list[Att
     """The adaptive attacker's frontier (issue 14): DLG (Table II[A]'s setting, 8 victims) by the
     strongest attacker that knows the defense, at each strength of
     :data:`fedshield.experiments.campaign.FRONTIER` and at the paper's: the slice detector against
-    Ours, matching the unpruned entries against GC, dropping the FC layer against PLD, the plain
+    Ours (widened by the jitter against randomised boundaries), matching the unpruned entries against GC,
+    dropping the FC layer against PLD, the plain
     attack against DP and against Ours at ratio 1 (noise on every entry: nothing to locate)."""
     paper = (("DP-G", "dp-g", ()), ("GC", "gc", ()), ("Ours", "ours", ()), ("PLD", "pld", ()))
     cells = []
@@ -195,8 +196,23 @@ def _frontier_plan(*, images=8, iterations=500, datasets=("mnist",)) -> list[Att
     return cells
 
 
+def _jitter_plan(*, images=8, iterations=500, datasets=("mnist", "fmnist")) -> list[AttackCell]:
+    """The randomised boundaries (``PaperDefense(jitter=0.5)``) against the attackers the frontier's
+    refined detector is not: the plain attack, and the muted attacker that trusts the server's own
+    slice boundaries (``detector="slices"``, the Chapter 7 detector)."""
+    opts = (("jitter", 0.5),)
+    cells = []
+    for ds in datasets:
+        cells.append(AttackCell(dlg_config(ds, "ours", False, images=images, iterations=iterations,
+                                           defense_kwargs=opts), "Ours + jitter 0.5", "jitter", "plain attack"))
+        cells.append(AttackCell(dlg_config(ds, "ours", True, images=images, iterations=iterations,
+                                           defense_kwargs=opts, detector="slices"),
+                                "Ours + jitter 0.5-muted", "jitter", "server's slices"))
+    return cells
+
+
 ATTACK_PLANS = {"attacks_dlg": _dlg_plan, "attacks_frontier": _frontier_plan, "attacks_ig": _ig_plan, "attacks_table3": _table3_plan,
-                "attacks_training": _training_plan}
+                "attacks_training": _training_plan, "attacks_jitter": _jitter_plan}
 
 
 def attack_plan(name: str, *, iterations: Optional[int] = None, images: Optional[int] = None,

@@ -236,8 +236,9 @@ def _compensation_rules(seeds: Iterable[int]) -> list[Cell]:
 
 #: the adaptive attacker's frontier (issue 14), MNIST: each defense at strengths other than the
 #: paper's (whose cells are Table II[A]'s): DP-G's variance, GC's pruned fraction, Ours' ratio, and
-#: the hardened variant, Ours with a noise floor of this std on every entry
-#: (``PaperDefense(floor=...)``): ``(row, defense, options)``
+#: the hardened variants, Ours with a noise floor of this std on every entry
+#: (``PaperDefense(floor=...)``) and Ours with each client's slice boundaries randomised
+#: (``PaperDefense(jitter=...)``): ``(row, defense, options)``
 FRONTIER = (("DP-G, variance 1e-4", "dp-g", (("variance", 1e-4),)),
             ("DP-G, variance 1e-3", "dp-g", (("variance", 1e-3),)),
             ("GC, p = 0.95", "gc", (("p", 0.95),)),
@@ -245,7 +246,8 @@ FRONTIER = (("DP-G, variance 1e-4", "dp-g", (("variance", 1e-4),)),
             ("Ours, ratio 0.5", "ours", (("ratio", 0.5),)),
             ("Ours, ratio 1.0", "ours", (("ratio", 1.0),)),
             ("Ours + floor 0.01", "ours", (("floor", 0.01),)),
-            ("Ours + floor 0.03", "ours", (("floor", 0.03),)))
+            ("Ours + floor 0.03", "ours", (("floor", 0.03),)),
+            ("Ours + jitter 0.5", "ours", (("jitter", 0.5),)))
 
 
 def _frontier(seeds: Iterable[int], datasets: Iterable[str] = ("mnist", "fmnist")) -> list[Cell]:
