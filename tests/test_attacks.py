@@ -375,3 +375,33 @@ def test_attack_config_detector_choices_and_keys():
     assert AttackConfig(dataset="mnist", defense="ours", muted=True, detector="slices").cache_key() != base.cache_key()
     with pytest.raises(FedshieldError, match="detector"):
         AttackConfig(detector="oracle").validate()
+
+
+def test_label_aware_reference_finds_the_slices_a_root_set_without_the_victims_class_misses():
+    """A root set that lacks the victim's class gives its output row a tiny clean reference; the
+    plain detector then flags the output layer's slice, the label-aware one does not."""
+    from fedshield.attacks.adaptive import gradient_reference, label_reference
+    from fedshield.defense import perturb
+
+    m = _tiny(classes=10)
+    x, y = _victims(6, classes=10)
+    G = victim_gradients(m, x, y)
+    P = G.shape[1]
+    bounds = torch.linspace(0, P, 11).round().long()
+    shared, ids = perturb(G, bounds, 0.2, 0.1, generator=torch.Generator().manual_seed(0))
+    truth = torch.zeros(6, 10, dtype=torch.bool).scatter_(1, ids, True)
+    rx, ry = _victims(60, seed=7, classes=10)
+    rx, ry = rx[:, 0], ry[:, 0]
+    keep = ~torch.isin(ry, y.reshape(-1))              # a root set without the victims' classes
+    rx, ry = rx[keep], ry[keep]
+    assert len(ry) >= 5
+    plain = detect_noisy_slices(shared, bounds, 0.1, n_noisy=2, reference=gradient_reference(m, rx, ry))
+    aware_ref = label_reference(m, rx, y)
+    assert aware_ref.shape == (6, P)
+    aware = detect_noisy_slices(shared, bounds, 0.1, n_noisy=2, reference=aware_ref)
+    p_plain, p_aware = (float((d & truth).sum()) / 12 for d in (plain, aware))
+    assert p_aware >= 0.75 and p_aware > p_plain, (p_plain, p_aware)
+    with pytest.raises(FedshieldError, match="reference"):
+        detect_noisy_slices(shared, bounds, 0.1, reference=aware_ref[:2])
+    with pytest.raises(FedshieldError, match="labels"):
+        AttackConfig(label="joint", reference="label").validate()

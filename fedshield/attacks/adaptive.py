@@ -16,7 +16,7 @@ from ..errors import FedshieldError
 from ..params import check_bounds, n_params, slice_ids
 from .common import victim_gradients
 
-__all__ = ["detect_noisy_slices", "slice_mask", "gradient_reference", "refine_bounds", "entry_mask",
+__all__ = ["detect_noisy_slices", "slice_mask", "gradient_reference", "label_reference", "refine_bounds", "entry_mask",
            "expanded_slice_mask"]
 
 
@@ -48,7 +48,8 @@ def detect_noisy_slices(updates: Tensor, bounds: Tensor, sigma: float, *, n_nois
     updates : ``[P]`` or ``[V, P]`` shared updates.
     bounds : ``[s + 1]`` slice boundaries (the server recomputes them from the public root set).
     sigma : the defense's noise standard deviation (public).
-    reference : ``[P]`` clean per-entry mean squares.
+    reference : ``[P]`` clean per-entry mean squares, or ``[V, P]``, one per update (e.g. each
+        victim's :func:`gradient_reference` with the root images relabelled to its label).
 
     Returns
     -------
@@ -67,8 +68,8 @@ def detect_noisy_slices(updates: Tensor, bounds: Tensor, sigma: float, *, n_nois
         r = (u * u).mean(1, keepdim=True).expand_as(u)
     else:
         r = torch.as_tensor(reference, dtype=torch.float64, device=u.device)
-        if r.shape != (P,):
-            raise FedshieldError(f"reference must be [P] with P = {P}, got {tuple(r.shape)}")
+        if r.shape != (P,) and r.shape != u.shape:
+            raise FedshieldError(f"reference must be [P] or [V, P] with V, P = {tuple(u.shape)}, got {tuple(r.shape)}")
         r = r.expand_as(u)
     if not float(floor) >= 0:
         raise FedshieldError(f"floor must be >= 0, got {floor}")
@@ -90,6 +91,20 @@ def slice_mask(bounds: Tensor, noisy: Tensor, P: Optional[int] = None) -> Tensor
     bounds = torch.as_tensor(bounds, dtype=torch.long)
     b = check_bounds(bounds, int(bounds[-1]) if P is None else P)
     return ~noisy[..., slice_ids(b, noisy.device)]
+
+
+def label_reference(model: nn.Module, x: Tensor, labels: Tensor, chunk: int = 50) -> Tensor:
+    """``[V, P]``: for each victim label ``labels[v]`` (one label per victim, or ``[V, B]`` with
+    ``B`` labels: their mean), :func:`gradient_reference` of the images ``x`` all relabelled to it:
+    the clean scale the victim's own gradient has, label row included."""
+    lab = torch.as_tensor(labels, dtype=torch.long)
+    lab = lab.reshape(lab.shape[0], -1)
+    refs = []
+    for row in lab.tolist():
+        r = torch.stack([gradient_reference(model, x, torch.full((len(x),), c, dtype=torch.long), chunk)
+                         for c in row]).mean(0)
+        refs.append(r)
+    return torch.stack(refs)
 
 
 def refine_bounds(bounds: Tensor, pieces: int) -> Tensor:
@@ -150,7 +165,14 @@ def entry_mask(bounds: Tensor, ids: Tensor, P: int) -> Tensor:
 
 def gradient_reference(model: nn.Module, x: Tensor, y: Tensor, chunk: int = 50) -> Tensor:
     """Per-entry mean square of clean per-sample gradients over ``(x, y)`` (e.g. the public root
-    set): ``r_i = mean_n g_i(x_n, y_n)^2``, ``[P]``."""
+    set): ``r_i = mean_n g_i(x_n, y_n)^2``, ``[P]``.
+
+    The output layer's rows depend on the label: row ``c`` of a softmax layer gets
+    ``(p_c - 1) h`` from an image of class ``c`` and only ``p_c h`` from the others. A root set that
+    lacks the victim's class (100 images cannot hold all of CIFAR-100's 100 classes) gives that row
+    a reference far below the victim's clean gradient, and the detector takes it for noise. The
+    attacker who knows the victim's label (the paper's threat model) relabels the root images:
+    :func:`label_reference`."""
     if x.dim() == 4:
         x, y = x.unsqueeze(1), torch.as_tensor(y).reshape(-1, 1)
     acc = torch.zeros(n_params(model), dtype=torch.float64)

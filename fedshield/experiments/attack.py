@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from ..attacks import ATTACKS, INITS
 from ..attacks.adaptive import (detect_noisy_slices, entry_mask, expanded_slice_mask, gradient_reference,
-                                refine_bounds, slice_mask)
+                                label_reference, refine_bounds, slice_mask)
 from ..attacks.common import AttackResult, fedavg_update, init_dummy, victim_gradients
 from ..attacks.dlg import dlg_batch
 from ..attacks.inverting import inverting_gradients_batch
@@ -57,6 +57,10 @@ MODEL_INITS = ("auto", "dlg", "default")
 #: :func:`fedshield.attacks.adaptive.expanded_slice_mask`), "auto" (expanded against
 #: ``jitter > 0``, else slices)
 DETECTORS = ("auto", "slices", "refined", "expanded")
+#: the muted attacker's clean reference against 'ours': "root" (the root set's per-sample gradients
+#: with their own labels) or "label" (the root images relabelled to each victim's label, the labels
+#: the attack uses: :func:`fedshield.attacks.adaptive.label_reference`)
+REFERENCES = ("root", "label")
 REFINE_PIECES = 8
 
 
@@ -97,6 +101,7 @@ class AttackConfig:
         ``trained_round`` rounds (0: its initial model) of ``trained_total`` (the run's length;
         2000, the paper's). ``None``: the attack's own model.
     detector : the muted attacker's detector against 'ours' (:data:`DETECTORS`).
+    reference : the muted attacker's clean reference against 'ours' (:data:`REFERENCES`).
     """
 
     dataset: str = "cifar10"
@@ -125,6 +130,7 @@ class AttackConfig:
     trained_defense: str = "none"
     trained_total: int = 2000
     detector: str = "auto"
+    reference: str = "root"
 
     def __post_init__(self):
         if not isinstance(self.defense_kwargs, tuple) or not all(
@@ -144,7 +150,7 @@ class AttackConfig:
     def validate(self) -> "AttackConfig":
         for field_, choices in (("attack", ATTACKS), ("defense", DEFENSES), ("dataset", sorted(DATASET_SHAPES)),
                                 ("label", LABEL_MODES), ("victim", VICTIMS), ("model_init", MODEL_INITS),
-                                ("detector", DETECTORS)):
+                                ("detector", DETECTORS), ("reference", REFERENCES)):
             if getattr(self, field_) not in choices:
                 raise FedshieldError(f"unknown {field_} {getattr(self, field_)!r}; choose from {list(choices)}")
         if self.model.lower() not in ("lenet", "convnet"):
@@ -165,6 +171,8 @@ class AttackConfig:
                 raise FedshieldError(f"unknown trained_defense {self.trained_defense!r}; choose from {list(DEFENSES)}")
         if self.label == "infer" and self.batch_size != 1:
             raise FedshieldError("label='infer' (the iDLG rule) needs batch_size 1")
+        if self.reference == "label" and self.label == "joint":
+            raise FedshieldError("reference='label' needs the victims' labels: label='known' or 'infer'")
         if self.muted and self.defense not in ("pld", "ours", "gc"):
             raise FedshieldError(f"a muted attack is defined against 'pld', 'ours' and 'gc', not {self.defense!r}")
         if self.init is not None and self.init not in INITS:
@@ -186,6 +194,8 @@ class AttackConfig:
             d.pop("trained_round"), d.pop("trained_defense"), d.pop("trained_total")
         if d.get("detector") == "auto":   # added later: earlier configs keep their keys
             d.pop("detector")
+        if d.get("reference") == "root":
+            d.pop("reference")
         if self.defense != "ours":
             for k in ROOT_OPTIONS:
                 d.pop(k)
@@ -276,7 +286,7 @@ class Victims:
 
 
 def _muted_mask(cfg: AttackConfig, model: nn.Module, defense: Defense, shared: Tensor,
-                ctx: RoundContext) -> tuple[Tensor, list]:
+                ctx: RoundContext, labels: Optional[Tensor] = None) -> tuple[Tensor, list]:
     """The adaptive attacker's mask and, against 'ours', its detection precision per victim."""
     V = cfg.images
     if cfg.defense == "pld":
@@ -285,7 +295,10 @@ def _muted_mask(cfg: AttackConfig, model: nn.Module, defense: Defense, shared: T
         return shared != 0, [None] * V
     bounds = defense.bounds  # the server recomputes the slices from the public root set
     k = int(defense.k)  # max(1, floor(s * ratio)): public
-    ref = gradient_reference(model, defense.root_x, defense.root_y)
+    if cfg.reference == "label":
+        ref = label_reference(model, defense.root_x, labels)
+    else:
+        ref = gradient_reference(model, defense.root_x, defense.root_y)
     floor = float(getattr(defense, "floor", 0.0))   # the floor is public too
     jitter = float(getattr(defense, "jitter", 0.0))
     ids = ctx.extra["perturbed_slices"]
@@ -331,15 +344,15 @@ def _prepare_victims(cfg: AttackConfig, model: nn.Module, data_dir) -> Victims:
                        client_ids=list(range(cfg.images)), client_data=[(xv[v], yv[v]) for v in range(cfg.images)],
                        generator=make_generator(_seed_of(cfg.seed, 4)))
     shared = defense.client(g.clone(), ctx).detach()
-    mask, precision = None, [None] * cfg.images
-    if cfg.muted:
-        mask, precision = _muted_mask(cfg, model, defense, shared, ctx)
     if cfg.label == "known":
         lab = yv
     elif cfg.label == "infer":
         lab = infer_label(shared, model)
     else:
         lab = None
+    mask, precision = None, [None] * cfg.images
+    if cfg.muted:
+        mask, precision = _muted_mask(cfg, model, defense, shared, ctx, lab)
     return Victims(idx, xv, yv, shared, mask, lab, precision)
 
 

@@ -211,8 +211,19 @@ def _jitter_plan(*, images=8, iterations=500, datasets=("mnist", "fmnist")) -> l
     return cells
 
 
+def _label_aware_plan(*, iterations=500, datasets=("cifar100", "cifar10")) -> list[AttackCell]:
+    """The muted attacker against Ours with a label-aware clean reference (``reference="label"``:
+    the root images relabelled to each victim's label), on the victims of Table I's / II[A]'s
+    Ours-muted cells: a root set of 100 images misses 39 of CIFAR-100's classes, and the plain
+    reference then takes the victim's own output row for noise."""
+    many = {"cifar100": 4}
+    return [AttackCell(dlg_config(ds, "ours", True, images=many.get(ds, 8), iterations=iterations, reference="label"),
+                       "Ours-muted, label-aware", "I" if ds == "cifar100" else "II[A]") for ds in datasets]
+
+
 ATTACK_PLANS = {"attacks_dlg": _dlg_plan, "attacks_frontier": _frontier_plan, "attacks_ig": _ig_plan, "attacks_table3": _table3_plan,
-                "attacks_training": _training_plan, "attacks_jitter": _jitter_plan}
+                "attacks_training": _training_plan, "attacks_jitter": _jitter_plan,
+                "attacks_label_aware": _label_aware_plan}
 
 
 def attack_plan(name: str, *, iterations: Optional[int] = None, images: Optional[int] = None,
