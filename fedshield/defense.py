@@ -49,7 +49,7 @@ from tqdm.auto import tqdm
 from .errors import FedshieldError
 from .hooks import Defense, RoundContext
 from .params import check_bounds, named_trainable, param_sizes, slice_ids
-from .utils import check_finite, check_int, check_nonneg, check_ratio, eval_mode, make_generator
+from .utils import check_finite, check_int, check_jitter, check_nonneg, check_ratio, eval_mode, make_generator
 
 __all__ = [
     "leakage_risk", "risk_slices", "size_slices", "perturb", "clip", "per_sample_clipped_gradient",
@@ -360,8 +360,7 @@ def jitter_bounds(bounds: Tensor, m: int, jitter: float, *,
     the noise variance of :func:`aggregate_noise_var` is unchanged."""
     b = check_bounds(bounds)
     m = check_int(m, "m")
-    if not 0.0 <= float(jitter) < 1.0:
-        raise FedshieldError(f"jitter must be in [0, 1), got {jitter}")
+    check_jitter(jitter)
     out = b.unsqueeze(0).repeat(m, 1)
     if float(jitter) == 0.0 or b.numel() <= 2:
         return out
@@ -893,9 +892,7 @@ class PaperDefense(Defense):
         self.compensation = compensation
         check_nonneg(floor, "floor")
         self.floor = float(floor)
-        if not 0.0 <= float(jitter) < 1.0:
-            raise FedshieldError(f"jitter must be in [0, 1), got {jitter}")
-        self.jitter = float(jitter)
+        self.jitter = check_jitter(jitter)
         self.slicing = slicing
         self.probes = check_int(probes, "probes")
         self.risk_every = check_int(risk_every, "risk_every")

@@ -78,6 +78,13 @@ def check_ratio(ratio: float, name: str = "ratio") -> None:
         raise FedshieldError(f"{name} must be in (0, 1], got {ratio}")
 
 
+def check_jitter(jitter: float) -> float:
+    """A slice-boundary jitter (``PaperDefense(jitter=...)``): a number in ``[0, 1)``."""
+    if not 0.0 <= float(jitter) < 1.0:
+        raise FedshieldError(f"jitter must be in [0, 1), got {jitter}")
+    return float(jitter)
+
+
 def check_nonneg(x: float, name: str) -> None:
     if not float(x) >= 0.0:
         raise FedshieldError(f"{name} must be >= 0, got {x}")

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from ..errors import FedshieldError
 from ..params import check_bounds, n_params, slice_ids
+from ..utils import check_jitter
 from .common import victim_gradients
 
 __all__ = ["detect_noisy_slices", "slice_mask", "gradient_reference", "label_reference", "refine_bounds", "entry_mask",
@@ -131,8 +132,7 @@ def expanded_slice_mask(bounds: Tensor, noisy: Tensor, jitter: float, P: Optiona
     few clean entries at the edges."""
     b = check_bounds(torch.as_tensor(bounds, dtype=torch.long), P)
     P = int(b[-1])
-    if not 0.0 <= float(jitter) < 1.0:
-        raise FedshieldError(f"jitter must be in [0, 1), got {jitter}")
+    check_jitter(jitter)
     single = noisy.dim() == 1
     nz = noisy.unsqueeze(0) if single else noisy
     ln = (b[1:] - b[:-1]).to(torch.float64)
@@ -142,11 +142,9 @@ def expanded_slice_mask(bounds: Tensor, noisy: Tensor, jitter: float, P: Optiona
     pad_hi[:-1] = torch.floor(ln[1:] * float(jitter) / 2)   # its end up into j+1
     lo = (b[:-1] - pad_lo.to(torch.long)).clamp_min(0)
     hi = (b[1:] + pad_hi.to(torch.long)).clamp_max(P)
-    pos = torch.arange(P)
     drop = torch.zeros(nz.shape[0], P, dtype=torch.bool)
     for v, j in nz.nonzero().tolist():   # a loop over the k detected slices per victim, not entries
         drop[v, int(lo[j]):int(hi[j])] = True
-    del pos
     keep = ~drop
     return keep[0] if single else keep
 
