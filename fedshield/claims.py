@@ -15,7 +15,7 @@ a bug in a check) propagates: a check that cannot run must fail loudly, not read
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Mapping, Optional
+from typing import Callable, Mapping, Optional, Sequence
 
 import pandas as pd
 
@@ -360,10 +360,13 @@ class Claim:
     check: Callable[[Tables], tuple[str, bool]]
 
 
-def beyond_frontier_goal(tables: Tables, *, max_psnr: float = 15.0, max_loss: float = 0.02) -> tuple[str, bool]:
+def beyond_frontier_goal(tables: Tables, *, max_psnr: float = 15.0, max_loss: float = 0.02,
+                         required: Sequence[str] = ("mnist", "fmnist", "cifar10")) -> tuple[str, bool]:
     """Beyond the paper (issue 14): some configuration keeps the adaptive attacker's median PSNR
-    below ``max_psnr`` dB with accuracy within ``max_loss`` of undefended, on every dataset of the
-    frontier (``frontier_points``, Chapter 10.5); the measurement names them."""
+    below ``max_psnr`` dB with accuracy within ``max_loss`` of undefended, on every dataset of
+    ``required`` (``frontier_points``, Chapter 10.5); the measurement names them. A measured
+    dataset without such a configuration: not supported; all measured ones with one but a
+    ``required`` dataset not on the frontier yet: inconclusive (the goal is stated for all three)."""
     d = table(tables, "frontier_points")
     parts, ok = [], []
     for ds, g in d.groupby("dataset", sort=False):
@@ -376,6 +379,9 @@ def beyond_frontier_goal(tables: Tables, *, max_psnr: float = 15.0, max_loss: fl
         ok.append(len(meets) > 0)
     if not ok:
         raise Inconclusive("no frontier point with both an accuracy and an attack yet")
+    missing = [r for r in required if r not in set(d.dataset)]
+    if all(ok) and missing:
+        raise Inconclusive(f"{'; '.join(parts)}; not on the frontier yet: {', '.join(missing)}")
     return "; ".join(parts), all(ok)
 
 
@@ -417,7 +423,7 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("Beyond the paper: per-layer shrinkage compensation trains as well as no compensation, within 1 point "
           "of undefended", "Chapter 10", beyond_shrink_trains),
     Claim("Beyond the paper: a configuration keeps the adaptive attacker below 15 dB within 2 points of undefended "
-          "accuracy", "Chapter 10.5", beyond_frontier_goal),
+          "accuracy on MNIST, Fashion-MNIST and CIFAR-10", "Chapter 10.5", beyond_frontier_goal),
 )
 
 

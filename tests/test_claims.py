@@ -189,9 +189,11 @@ def test_frontier_goal_claim():
                         dict(dataset="mnist", family="Ours", setting="Ours", acc=0.89, psnr_median=71.0),
                         dict(dataset="mnist", family="DP-G", setting="DP-G", acc=0.895, psnr_median=3.5),
                         dict(dataset="mnist", family="GC", setting="GC, p = 0.99", acc=0.60, psnr_median=5.0)])
-    meas, ok = C.beyond_frontier_goal({"frontier_points": pts})
+    meas, ok = C.beyond_frontier_goal({"frontier_points": pts}, required=("mnist",))
     assert ok is True and meas == "mnist: 1 of 3 strengths (DP-G)"
     meas, ok = C.beyond_frontier_goal({"frontier_points": pts[pts.setting != "DP-G"]})
-    assert ok is False and "0 of 2" in meas
+    assert ok is False and "0 of 2" in meas          # a measured dataset fails: not supported
+    with pytest.raises(C.Inconclusive, match="not on the frontier yet: fmnist, cifar10"):
+        C.beyond_frontier_goal({"frontier_points": pts})   # met where measured, two datasets missing
     with pytest.raises(C.Inconclusive):
         C.beyond_frontier_goal({"frontier_points": pts.assign(psnr_median=float("nan"))})
