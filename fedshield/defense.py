@@ -801,7 +801,8 @@ class PaperDefense(Defense):
     - ``client(updates [m, P], ctx)``: clip each row to ``clip_bound`` (if given), then perturb
       each client's row on its own independently drawn ``k`` slices, all clients in one
       vectorised step. Chosen ids go to ``ctx.extra["perturbed_slices"]`` (``[m, k]``), the
-      boundaries to ``ctx.extra["slice_bounds"]``.
+      boundaries to ``ctx.extra["slice_bounds"]`` (``[s + 1]``; with ``jitter``, each client's own,
+      ``[m, s + 1]``).
     - ``server(agg, ctx)``: if ``compensate``, RMT compensation with
       ``aggregate_noise_var(ctx.weights, ratio, sigma, n_slices=s)`` (kept in
       ``ctx.extra["noise_var"]``); the number of dropped

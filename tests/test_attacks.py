@@ -339,7 +339,7 @@ def test_cli_attack(data_root, tmp_path, capsys):
 
 
 def test_randomised_boundaries_fool_the_server_slice_detector_but_not_the_widened_one():
-    from fedshield.attacks.adaptive import entry_mask, expanded_slice_mask, refine_bounds
+    from fedshield.attacks.adaptive import entry_mask, expanded_slice_mask
     from fedshield.defense import jitter_bounds, perturb
 
     box = {}
@@ -362,11 +362,6 @@ def test_randomised_boundaries_fool_the_server_slice_detector_but_not_the_widene
     # the widened mask drops the noisy slices plus at most jitter / 2 of each neighbour
     assert ((~wide).sum(1) <= (~naive).sum(1) + int(bounds.diff().max())).all()
     assert torch.equal(expanded_slice_mask(bounds, det, 0.0, P), naive)
-    # refine_bounds: a partition of every slice into pieces
-    fine = refine_bounds(bounds, 4)
-    assert fine.numel() == 4 * 10 + 1 and set(bounds.tolist()) <= set(fine.tolist())
-    with pytest.raises(FedshieldError, match="pieces"):
-        refine_bounds(bounds, 0)
 
 
 def test_attack_config_detector_choices_and_keys():

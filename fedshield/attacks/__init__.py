@@ -27,7 +27,7 @@ registry, the result cache) sit above the attacks in :mod:`fedshield.experiments
 from __future__ import annotations
 
 from ..params import fc_mask, param_ranges
-from .adaptive import detect_noisy_slices, entry_mask, gradient_reference, label_reference, refine_bounds, slice_mask
+from .adaptive import detect_noisy_slices, entry_mask, gradient_reference, label_reference, slice_mask
 from .common import INITS, AttackResult, fedavg_update, victim_gradient, victim_gradients
 from .dlg import DLGOptions, dlg, dlg_batch
 from .inverting import IGOptions, inverting_gradients, inverting_gradients_batch
@@ -37,7 +37,7 @@ __all__ = [
     "AttackResult", "AttackConfig", "victim_gradient", "victim_gradients", "fedavg_update",
     "infer_label", "dlg", "dlg_batch", "inverting_gradients", "inverting_gradients_batch", "DLGOptions",
     "IGOptions", "param_ranges", "fc_mask", "slice_mask", "detect_noisy_slices", "gradient_reference",
-    "refine_bounds", "entry_mask", "label_reference",
+    "entry_mask", "label_reference",
     "run_attack", "ATTACKS", "INITS",
 ]
 

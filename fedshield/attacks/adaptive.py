@@ -17,7 +17,7 @@ from ..params import check_bounds, n_params, slice_ids
 from ..utils import check_jitter
 from .common import victim_gradients
 
-__all__ = ["detect_noisy_slices", "slice_mask", "gradient_reference", "label_reference", "refine_bounds", "entry_mask",
+__all__ = ["detect_noisy_slices", "slice_mask", "gradient_reference", "label_reference", "entry_mask",
            "expanded_slice_mask"]
 
 
@@ -97,31 +97,14 @@ def slice_mask(bounds: Tensor, noisy: Tensor, P: Optional[int] = None) -> Tensor
 def label_reference(model: nn.Module, x: Tensor, labels: Tensor, chunk: int = 50) -> Tensor:
     """``[V, P]``: for each victim label ``labels[v]`` (one label per victim, or ``[V, B]`` with
     ``B`` labels: their mean), :func:`gradient_reference` of the images ``x`` all relabelled to it:
-    the clean scale the victim's own gradient has, label row included."""
+    the clean scale the victim's own gradient has, label row included. Each distinct label's
+    reference is computed once."""
     lab = torch.as_tensor(labels, dtype=torch.long)
     lab = lab.reshape(lab.shape[0], -1)
-    refs = []
-    for row in lab.tolist():
-        r = torch.stack([gradient_reference(model, x, torch.full((len(x),), c, dtype=torch.long), chunk)
-                         for c in row]).mean(0)
-        refs.append(r)
-    return torch.stack(refs)
-
-
-def refine_bounds(bounds: Tensor, pieces: int) -> Tensor:
-    """Every slice of ``bounds`` cut into ``pieces`` near-equal consecutive parts (a slice shorter
-    than ``pieces`` into single entries): the finer grid on which an attacker looks for noise when
-    the clients randomise their boundaries (``PaperDefense(jitter=...)``). A true boundary that moved
-    by up to a quarter of a slice then cuts at most one piece, which :func:`detect_noisy_slices`
-    (with ``n_noisy=None``, every piece whose log-likelihood ratio is positive) drops if its noisy
-    part carries the evidence."""
-    b = check_bounds(bounds)
-    if isinstance(pieces, bool) or int(pieces) < 1:
-        raise FedshieldError(f"pieces must be a positive integer, got {pieces!r}")
-    t = torch.arange(int(pieces), dtype=torch.float64) / int(pieces)
-    lo, ln = b[:-1].to(torch.float64), (b[1:] - b[:-1]).to(torch.float64)
-    cuts = (lo.unsqueeze(1) + torch.floor(ln.unsqueeze(1) * t)).reshape(-1).to(torch.long)
-    return torch.unique(torch.cat([cuts, b[-1:]]))
+    classes = torch.unique(lab)
+    per_class = torch.stack([gradient_reference(model, x, torch.full((len(x),), int(c), dtype=torch.long), chunk)
+                             for c in classes])                                  # [C', P]
+    return per_class[torch.searchsorted(classes, lab)].mean(1)
 
 
 def expanded_slice_mask(bounds: Tensor, noisy: Tensor, jitter: float, P: Optional[int] = None) -> Tensor:

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from ..attacks import ATTACKS, INITS
 from ..attacks.adaptive import (detect_noisy_slices, entry_mask, expanded_slice_mask, gradient_reference,
-                                label_reference, refine_bounds, slice_mask)
+                                label_reference, slice_mask)
 from ..attacks.common import AttackResult, fedavg_update, init_dummy, victim_gradients
 from ..attacks.dlg import dlg_batch
 from ..attacks.inverting import inverting_gradients_batch
@@ -50,18 +50,16 @@ __all__ = ["AttackConfig", "run_attack", "attack_setup", "attack_victims", "LABE
 LABEL_MODES = ("known", "infer", "joint")
 VICTIMS = ("gradient", "fedavg")
 MODEL_INITS = ("auto", "dlg", "default")
-#: the muted attacker's slice detector against 'ours': "slices" (the server's own boundaries, the
-#: top k by log-likelihood ratio), "refined" (each slice cut into :data:`REFINE_PIECES` pieces,
-#: every piece with a positive ratio dropped), "expanded" (the top k slices as "slices", each
-#: dropped widened by the most a randomised boundary can move, ``jitter / 2`` of its neighbour:
+#: what the muted attacker drops against 'ours', after finding the top k slices of the server's own
+#: boundaries by log-likelihood ratio: "slices" (those slices), "expanded" (each widened by the most
+#: a randomised boundary can move, ``jitter / 2`` of its neighbour:
 #: :func:`fedshield.attacks.adaptive.expanded_slice_mask`), "auto" (expanded against
 #: ``jitter > 0``, else slices)
-DETECTORS = ("auto", "slices", "refined", "expanded")
+DETECTORS = ("auto", "slices", "expanded")
 #: the muted attacker's clean reference against 'ours': "root" (the root set's per-sample gradients
 #: with their own labels) or "label" (the root images relabelled to each victim's label, the labels
 #: the attack uses: :func:`fedshield.attacks.adaptive.label_reference`)
 REFERENCES = ("root", "label")
-REFINE_PIECES = 8
 
 
 @dataclass(frozen=True)
@@ -287,7 +285,9 @@ class Victims:
 
 def _muted_mask(cfg: AttackConfig, model: nn.Module, defense: Defense, shared: Tensor,
                 ctx: RoundContext, labels: Optional[Tensor] = None) -> tuple[Tensor, list]:
-    """The adaptive attacker's mask and, against 'ours', its detection precision per victim."""
+    """The adaptive attacker's mask and, against 'ours', its detection precision per victim: the
+    fraction of the flagged slices that were noised, or against randomised boundaries
+    (``jitter > 0``) of the dropped entries."""
     V = cfg.images
     if cfg.defense == "pld":
         return fc_mask(model), [None] * V
@@ -303,23 +303,16 @@ def _muted_mask(cfg: AttackConfig, model: nn.Module, defense: Defense, shared: T
     jitter = float(getattr(defense, "jitter", 0.0))
     ids = ctx.extra["perturbed_slices"]
     detector = cfg.detector if cfg.detector != "auto" else ("expanded" if jitter > 0 else "slices")
-    if detector == "slices" and jitter == 0:
-        noisy = detect_noisy_slices(shared, bounds, float(defense.sigma), n_noisy=k, reference=ref, floor=floor)
+    P = shared.shape[1]
+    noisy = detect_noisy_slices(shared, bounds, float(defense.sigma), n_noisy=k, reference=ref, floor=floor)
+    keep = expanded_slice_mask(bounds, noisy, jitter, P) if detector == "expanded" else slice_mask(bounds, noisy, P)
+    if jitter == 0:   # the clients' slices are the server's: precision over the flagged slices
         truth = torch.zeros_like(noisy).scatter_(1, ids, True)
-        precision = ((noisy & truth).sum(1).float() / noisy.sum(1).float()).tolist()
-        return slice_mask(bounds, noisy, shared.shape[1]), precision
-    # entry-level scoring: the clients' own boundaries differ from the server's (jitter), or the
-    # attacker judges pieces finer than the slices
-    grid = refine_bounds(bounds, REFINE_PIECES) if detector == "refined" else bounds
-    noisy = detect_noisy_slices(shared, grid, float(defense.sigma), n_noisy=None if detector == "refined" else k,
-                                reference=ref, floor=floor)
-    keep = (expanded_slice_mask(grid, noisy, jitter, shared.shape[1]) if detector == "expanded"
-            else slice_mask(grid, noisy, shared.shape[1]))
-    truth = entry_mask(ctx.extra["slice_bounds"], ids, shared.shape[1])
+        return keep, ((noisy & truth).sum(1).float() / noisy.sum(1).float()).tolist()
+    # randomised boundaries: precision over the dropped entries, against each client's own slices
+    truth = entry_mask(ctx.extra["slice_bounds"], ids, P)
     dropped = (~keep).sum(1).float()
-    precision = torch.where(dropped > 0, ((~keep) & truth).sum(1).float() / dropped.clamp_min(1),
-                            torch.zeros_like(dropped)).tolist()
-    return keep, precision
+    return keep, (((~keep) & truth).sum(1).float() / dropped.clamp_min(1)).tolist()
 
 
 def _prepare_victims(cfg: AttackConfig, model: nn.Module, data_dir) -> Victims:

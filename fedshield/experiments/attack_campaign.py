@@ -181,9 +181,9 @@ def _frontier_plan(*, images=8, iterations=500, datasets=("mnist",)) -> list[Att
     """The adaptive attacker's frontier (issue 14): DLG (Table II[A]'s setting, 8 victims) by the
     strongest attacker that knows the defense, at each strength of
     :data:`fedshield.experiments.campaign.FRONTIER` and at the paper's: the slice detector against
-    Ours (widened by the jitter against randomised boundaries), matching the unpruned entries against GC,
-    dropping the FC layer against PLD, the plain
-    attack against DP and against Ours at ratio 1 (noise on every entry: nothing to locate)."""
+    Ours (widened by the jitter against randomised boundaries), matching the unpruned entries
+    against GC, dropping the FC layer against PLD, the plain attack against DP and against Ours at
+    ratio 1 (noise on every entry: nothing to locate)."""
     paper = (("DP-G", "dp-g", ()), ("GC", "gc", ()), ("Ours", "ours", ()), ("PLD", "pld", ()))
     cells = []
     for ds in datasets:
@@ -197,9 +197,9 @@ def _frontier_plan(*, images=8, iterations=500, datasets=("mnist",)) -> list[Att
 
 
 def _jitter_plan(*, images=8, iterations=500, datasets=("mnist", "fmnist")) -> list[AttackCell]:
-    """The randomised boundaries (``PaperDefense(jitter=0.5)``) against the attackers the frontier's
-    refined detector is not: the plain attack, and the muted attacker that trusts the server's own
-    slice boundaries (``detector="slices"``, the Chapter 7 detector)."""
+    """The randomised boundaries (``PaperDefense(jitter=0.5)``) against the two attackers the
+    frontier's (widened, ``detector="expanded"``) is not: the plain attack, and the muted attacker
+    that drops the server's own slices (``detector="slices"``, the Chapter 7 detector)."""
     opts = (("jitter", 0.5),)
     cells = []
     for ds in datasets:
