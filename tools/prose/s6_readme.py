@@ -1,0 +1,38 @@
+"""Session 6: README status bullets 1-2 (attacks at the paper's scale) and a beyond-the-paper bullet (idempotent)."""
+import pathlib
+HERE = pathlib.Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+import sys
+sys.path.insert(0, str(ROOT))
+exec(open(str(HERE / "attack_prose.py")).read().split("import torch\nfrom fedshield.data import load_dataset")[0])
+R = str(ROOT) + "/README.md"
+s = open(R).read()
+a = s.index("- **Against the plain attacker the defense mostly works**")
+b = s.index("- **Accuracy at the paper's scale**")
+def rng(vals):
+    v = [x for x in vals if x == x]
+    return f"{min(v):.0f}-{max(v):.0f}" if v else "n/a"
+DS4 = ("mnist", "fmnist", "cifar10", "cifar100")
+new = f"""- **Against the plain attacker the defense mostly works** (DLG, 500 L-BFGS steps, medians over 8
+  victims, Tables I and II[A]): the reconstruction drops from {rng([med(dlg, PLAN_DLG, d, 'none') for d in DS4])} dB undefended to
+  {rng([med(dlg, PLAN_DLG, d, 'Ours') for d in DS4])} dB (MNIST, Fashion-MNIST, CIFAR-10, CIFAR-100; the paper: 9.4-9.7 dB), Inverting
+  Gradients' (1000 Adam steps, width-64 ConvNet) from {rng([med(ig, PLAN_IG, d, 'none') for d in ('mnist', 'cifar10')])} dB to {rng([med(ig, PLAN_IG, d, 'Ours') for d in ('mnist', 'cifar10')])} dB. A quarter of the
+  DLG victims keep 12-14 dB on the greyscale datasets: when the two noised slices miss most of the
+  risk, the rest of the gradient leaks.
+- **An adaptive attacker defeats it at the paper's ratios**: one who locates the two noisy slices
+  (of 10; ratio 0.2) and matches the rest recovers {rng([med(dlg, PLAN_DLG, d, 'Ours-muted') for d in ('mnist', 'fmnist')])} dB on MNIST / Fashion-MNIST (undefended
+  {rng([med(dlg, PLAN_DLG, d, 'none') for d in ('mnist', 'fmnist')])} dB) and {f1(med(dlg, PLAN_DLG, 'cifar10', 'Ours-muted'))} dB on CIFAR-10 (undefended {f1(med(dlg, PLAN_DLG, 'cifar10', 'none'))}); against Inverting Gradients
+  {f1(med(ig, PLAN_IG, 'cifar10', 'Ours-muted'))} dB on CIFAR-10 (undefended {f1(med(ig, PLAN_IG, 'cifar10', 'none'))}). Beyond the paper (Chapter 10): a noise floor of std 0.03 on every
+  entry keeps this attacker at about 13 dB within half a point of undefended accuracy, but is worth
+  what the floor alone is worth; randomising the slice boundaries per client does not hold against
+  an attacker who knows the jitter's range.
+"""
+s = s[:a] + new + s[b:]
+old_row = "beyond the paper, per-layer `compensate_layers` (hard threshold or optimal shrinkage) |"
+new_row = ("beyond the paper, per-layer `compensate_layers` (hard threshold or optimal shrinkage) and the hardened "
+           "variants `PaperDefense(floor=...)` (noise on every entry) and `PaperDefense(jitter=...)` (per-client slice boundaries, `jitter_bounds`) |")
+if old_row in s:
+    s = s.replace(old_row, new_row)
+assert new_row in s
+open(R, "w").write(s)
+print("readme ok")
