@@ -27,7 +27,11 @@ How a defended round runs
    ``PaperDefense.client`` applies in the simulator): ``g <- g / max(1, ||g||_2 / B)``, then
    ``N(0, sigma^2)`` on every entry of ``max(1, floor(s * ratio))`` random slices. It replies with
    ``w_local - local_lr * (g~ - g)`` (= ``w_global - local_lr * g~``; entries outside the perturbed
-   slices are the trained ones, bit for bit, when there is no clipping). Buffers (e.g. batch-norm
+   slices are the trained ones, bit for bit, when there is no clipping and no floor). Beyond the
+   paper (issue 14), when the defense has them: a noise ``floor`` (``N(0, floor^2)`` on every entry)
+   and ``jitter`` (the client moves the server's slice boundaries by its own secret amounts,
+   :func:`fedshield.defense.jitter_bounds`, before drawing the noised slices), exactly as
+   ``PaperDefense.client`` does in the simulator. Buffers (e.g. batch-norm
    statistics) pass unchanged. The noise generator is seeded from OS entropy unless a seed is given,
    so the server cannot predict it; which slices were perturbed never leaves the client (it is kept
    in ``context.state`` for the client's own audit).
@@ -95,15 +99,16 @@ except ModuleNotFoundError as e:  # pragma: no cover - exercised only without th
     raise ImportError("fedshield.flower needs Flower: pip install 'fedshield[flower]' "
                       "(flwr[simulation]==1.41.0)") from e
 
-from .defense import PaperDefense, aggregate_noise_var, clip_and_perturb
+from .defense import PaperDefense, aggregate_noise_var, clip_and_perturb, jitter_bounds
 from .errors import FedshieldError
 from .hooks import RoundContext
 from .params import check_bounds, named_trainable
-from .utils import check_nonneg, check_ratio, make_generator
+from .utils import check_jitter, check_nonneg, check_ratio, make_generator
 
 __all__ = [
     "DefenseMod", "DefendedStrategy", "trainable_keys", "arrays_to_flat", "flat_to_arrays",
-    "KEY_BOUNDS", "KEY_KEYS", "KEY_RATIO", "KEY_SIGMA", "KEY_CLIP", "KEY_LR", "METRIC_DEFENDED",
+    "KEY_BOUNDS", "KEY_KEYS", "KEY_RATIO", "KEY_SIGMA", "KEY_CLIP", "KEY_LR", "KEY_FLOOR", "KEY_JITTER",
+    "METRIC_DEFENDED",
     "METRIC_DROPPED",
 ]
 
@@ -114,6 +119,8 @@ KEY_RATIO = "fedshield.ratio"     # float in (0, 1], fraction of slices perturbe
 KEY_SIGMA = "fedshield.sigma"     # float >= 0, noise std (gradient units)
 KEY_CLIP = "fedshield.clip"       # float > 0, L2 clipping bound B, gradient units (absent: no clipping)
 KEY_LR = "fedshield.lr"           # float > 0, the clients' local learning rate: g = (w_global - w_local) / lr
+KEY_FLOOR = "fedshield.floor"     # float >= 0, noise floor std on every entry (absent: 0)
+KEY_JITTER = "fedshield.jitter"   # float in [0, 1), per-client boundary randomisation (absent: 0)
 # MetricRecord entries.
 METRIC_DEFENDED = "fedshield.defended"  # set to 1 by the mod on every defended reply
 METRIC_DROPPED = "fedshield.dropped"    # eigen-directions removed by the compensation
@@ -176,10 +183,14 @@ def _parse_config(cfg: ConfigRecord) -> dict:
         sigma = float(cfg[KEY_SIGMA])
         lr = float(cfg[KEY_LR])
         clip_b = float(cfg[KEY_CLIP]) if KEY_CLIP in cfg else None
+        floor = float(cfg[KEY_FLOOR]) if KEY_FLOOR in cfg else 0.0
+        jitter = float(cfg[KEY_JITTER]) if KEY_JITTER in cfg else 0.0
     except (KeyError, TypeError, ValueError) as e:
         raise FedshieldError(f"malformed fedshield config entry: {e}") from e
     check_ratio(ratio)
     check_nonneg(sigma, "sigma")
+    check_nonneg(floor, "floor")
+    check_jitter(jitter)
     if not lr > 0:
         raise FedshieldError(f"the local learning rate {KEY_LR} must be > 0, got {lr}")
     if clip_b is not None and not clip_b > 0:
@@ -187,7 +198,7 @@ def _parse_config(cfg: ConfigRecord) -> dict:
     if not keys:
         raise FedshieldError("the config names no trainable arrays")
     return {"bounds": check_bounds(list(bounds)), "keys": keys, "ratio": ratio, "sigma": sigma, "lr": lr,
-            "clip": clip_b}
+            "clip": clip_b, "floor": floor, "jitter": jitter}
 
 
 def _find_defense_config(msg: Message) -> ConfigRecord | None:
@@ -249,12 +260,17 @@ class DefenseMod:
                       generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
         """``(sent weights, shared pseudo-gradient g~ [P], chosen slice ids)`` for one client:
         ``g = (w_global - w_local) / lr``, ``g~ = clip_and_perturb(g)`` (as a round of one client,
-        exactly what ``PaperDefense.client`` computes for that row), ``sent = w_local - lr (g~ - g)``.
-        ``config``: the parsed ``fedshield.*`` entries."""
+        exactly what ``PaperDefense.client`` computes for that row: with ``jitter``, the boundaries
+        are first moved by :func:`~fedshield.defense.jitter_bounds` from the same generator),
+        ``sent = w_local - lr (g~ - g)``. ``config``: the parsed ``fedshield.*`` entries."""
         lr = config["lr"]
         g = (w_global - w_local) / lr
-        shared, chosen = clip_and_perturb(g.unsqueeze(0), config["bounds"], ratio=config["ratio"],
-                                          sigma=config["sigma"], clip_bound=config["clip"], generator=generator)
+        bounds = config["bounds"]
+        if config.get("jitter", 0.0) > 0:
+            bounds = jitter_bounds(torch.as_tensor(bounds), 1, config["jitter"], generator=generator)[0]
+        shared, chosen = clip_and_perturb(g.unsqueeze(0), bounds, ratio=config["ratio"], sigma=config["sigma"],
+                                          clip_bound=config["clip"], floor=config.get("floor", 0.0),
+                                          generator=generator)
         return w_local - lr * (shared[0] - g), shared[0], chosen[0]
 
     def __call__(self, msg: Message, ctx: Context, call_next: Callable[[Message, Context], Message]) -> Message:
@@ -370,6 +386,10 @@ class DefendedStrategy(Strategy):
         cfg[KEY_LR] = self.local_lr
         if d.clip_bound is not None:
             cfg[KEY_CLIP] = d.clip_bound
+        if d.floor > 0:
+            cfg[KEY_FLOOR] = d.floor
+        if d.jitter > 0:
+            cfg[KEY_JITTER] = d.jitter
         return cfg
 
     def _load(self, arrays: ArrayRecord) -> None:
@@ -404,8 +424,8 @@ class DefendedStrategy(Strategy):
     def summary(self) -> None:
         d = self.defense
         log(INFO, "\t├──> fedshield defense: slicing=%s, s=%d, ratio=%.3g, sigma=%.3g (gradient units), "
-                  "clip=%s, q=%.3g, compensation=%s, local_lr=%.3g", d.slicing, d.n_slices, d.ratio, d.sigma,
-            d.clip_bound, d.q, d.do_compensate, self.local_lr)
+                  "clip=%s, q=%.3g, compensation=%s, floor=%.3g, jitter=%.3g, local_lr=%.3g", d.slicing, d.n_slices,
+            d.ratio, d.sigma, d.clip_bound, d.q, d.do_compensate, d.floor, d.jitter, self.local_lr)
         self.strategy.summary()
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
@@ -461,7 +481,8 @@ class DefendedStrategy(Strategy):
         mean = p.to(grads.dtype) @ grads                          # G = sum_i p_i g~_i
         ctx = RoundContext(round=server_round, model=self.model, weights=p)
         comp = d.server(mean, ctx)                                # G_c (G itself without compensation)
-        noise_var = float(ctx.extra.get("noise_var", aggregate_noise_var(p, d.ratio, d.sigma, n_slices=d.n_slices)))
+        noise_var = float(ctx.extra.get("noise_var", aggregate_noise_var(p, d.ratio, d.sigma, n_slices=d.n_slices)
+                                        + d.floor ** 2 * float(p.pow(2).sum())))
         dropped = int(ctx.extra.get("dropped_directions", 0))
         if d.do_compensate:
             shift = self.local_lr * (comp.to(mean.dtype) - mean)  # weight units, common to every reply

@@ -27,8 +27,8 @@ from torch import nn  # noqa: E402
 from fedshield import defense as D  # noqa: E402
 from fedshield.defense import PaperDefense  # noqa: E402
 from fedshield.errors import FedshieldError  # noqa: E402
-from fedshield.flower import (KEY_BOUNDS, KEY_CLIP, KEY_KEYS, KEY_LR, METRIC_DEFENDED, METRIC_DROPPED,  # noqa: E402
-                              DefendedStrategy, DefenseMod, arrays_to_flat, trainable_keys)
+from fedshield.flower import (KEY_BOUNDS, KEY_CLIP, KEY_FLOOR, KEY_JITTER, KEY_KEYS, KEY_LR,  # noqa: E402
+                              METRIC_DEFENDED, METRIC_DROPPED, DefendedStrategy, DefenseMod, arrays_to_flat, trainable_keys)
 from fedshield.utils import make_generator  # noqa: E402
 
 
@@ -236,6 +236,47 @@ def test_mod_refuses_to_send_an_undefended_update():
     bad.content["config"]["fedshield.ratio"] = 1.5
     out = DefenseMod()(bad, context(), trainer())
     assert out.has_error() and "ratio" in out.error.reason
+
+
+def test_floor_and_jitter_travel_to_the_mod_and_match_the_simulator():
+    """Beyond the paper: the hardened variants (noise floor, randomised boundaries) go out in the round's
+    config only when set, and the mod then shares exactly what ``PaperDefense.client`` shares for that
+    client from the same generator state."""
+    arrays = ArrayRecord(tiny_model().state_dict())
+    plain = strategy().round_config(arrays)
+    assert KEY_FLOOR not in plain and KEY_JITTER not in plain
+    st = strategy(sigma=0.3, floor=0.02, jitter=0.5)
+    msg = train_msg(st, arrays)
+    cfg = msg.content["config"]
+    assert cfg[KEY_FLOOR] == 0.02 and cfg[KEY_JITTER] == 0.5
+    keys = trainable_keys(tiny_model())
+    w = arrays_to_flat(arrays, keys)
+    w_local = arrays_to_flat(trainer()(msg, context()).content["arrays"], keys)
+    mod_cfg = dict(bounds=torch.tensor(cfg[KEY_BOUNDS]), ratio=0.3, sigma=0.3, clip=None, lr=LR, floor=0.02, jitter=0.5)
+    sent, shared, chosen = DefenseMod.shared_update(w, w_local, mod_cfg, make_generator(5))
+    sim = st.defense
+    sim.generator = make_generator(5)
+    from fedshield.hooks import RoundContext
+    ctx = RoundContext(round=1, model=st.model, weights=torch.ones(1, dtype=torch.float64))
+    expected = sim.client(((w - w_local) / LR).unsqueeze(0), ctx)[0]
+    assert torch.allclose(shared, expected, atol=1e-6)
+    assert torch.equal(chosen, ctx.extra["perturbed_slices"][0])
+    assert not torch.equal(ctx.extra["slice_bounds"][0], torch.tensor(cfg[KEY_BOUNDS]))   # moved
+    # the floor reaches every entry: nothing of the trained update survives bit for bit
+    assert bool(((sent - w_local) != 0).all())
+    # and the server compensates with the floor's share of the variance
+    agg, metrics, got, mean, p, _ = _aggregate(strategy(sigma=0.5, ratio=0.5, q=2.0, floor=0.05, jitter=0.5))
+    var = D.aggregate_noise_var(p, 0.5, 0.5, n_slices=10) + 0.05 ** 2 * float(p.pow(2).sum())
+    expected = LR * D.compensate(mean / LR, var, 2.0)
+    assert torch.allclose(got, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("key, value, word", [(KEY_FLOOR, -0.1, "floor"), (KEY_JITTER, 1.0, "jitter")])
+def test_mod_refuses_a_bad_floor_or_jitter(key, value, word):
+    msg = train_msg(strategy(), ArrayRecord(tiny_model().state_dict()))
+    msg.content["config"][key] = value
+    out = DefenseMod()(msg, context(), trainer())
+    assert out.has_error() and word in out.error.reason
 
 
 # ----------------------------------------------------------------------------- server: compensation
