@@ -159,3 +159,23 @@ def test_table3_long_reads_the_sweep_and_the_reference_cell(results, data_root):
     assert (long[long.table == "III[B]"].row == "root size 100").all() and (long.victims == 1).all()
     cmp = beside_paper(long[long.table == "III[A]"], "III[A]")
     assert cmp[(cmp.dataset == "MNIST") & (cmp.row == "layer size") & (cmp.metric == "PSNR")].paper.item() == 14.51
+
+
+def test_a_cell_another_plan_has_attacked_is_copied_not_rerun(results, data_root, monkeypatch):
+    """The frontier's paper-setting cells share their configs with Table II[A]'s: their victims are
+    taken from the table that holds them, under the frontier's names, and nothing is attacked."""
+    dlg = [c for c in A.attack_plan("attacks_dlg", iterations=2, images=2, datasets=("mnist",)) if c.row == "Ours-muted"]
+    fr = [c for c in A.attack_plan("attacks_frontier", iterations=2, images=2, datasets=("mnist",)) if c.setting == "Ours"]
+    assert len(dlg) == len(fr) == 1 and dlg[0].key() == fr[0].key()
+    A.run_attack_campaign("attacks_dlg", dlg, profile="p", log=lambda s: None)
+    src = load_table("attacks_dlg", "p")
+
+    def no_attack(*a, **k):
+        raise AssertionError("attacked again")
+    monkeypatch.setattr(A, "attack_victims", no_attack)
+    logs = []
+    got = A.run_attack_campaign("attacks_frontier", fr, profile="p", log=logs.append)
+    assert len(got) == 2 and set(got.row) == {"Ours-muted"} and set(got.table) == {"frontier"} and set(got.setting) == {"Ours"}
+    assert got.sort_values("victim").psnr.tolist() == src.sort_values("victim").psnr.tolist()
+    assert "taken from attacks_dlg" in logs[0]
+    assert A.attack_status("attacks_frontier", fr, "p") == (2, 2)

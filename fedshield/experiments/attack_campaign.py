@@ -298,22 +298,51 @@ def _row(cell: AttackCell, v: int, row: dict, rec: np.ndarray, x_true: np.ndarra
             "x_true": encode_image(x_true) if keep else None, "x_rec": encode_image(rec) if keep else None}
 
 
+def _reusable_rows(name: str, profile: str) -> dict:
+    """The other plans' committed rows of ``profile``, by cell key: a cell of plan ``name`` whose
+    config another plan has already attacked (same key, same victims, same result) takes those rows
+    instead of attacking again."""
+    out: dict = {}
+    for other in ATTACK_PLANS:
+        if other == name:
+            continue
+        tab = load_table(other, profile)
+        if tab is not None and not tab.empty:
+            for k, g in tab.groupby("cell"):
+                out.setdefault(k, (other, g))
+    return out
+
+
 def run_attack_campaign(name: str, cells: Sequence[AttackCell], *, profile: str = "default",
                         budget_s: Optional[float] = None, chunk: Optional[int] = None, keep_images: int = 2,
                         progress: bool = False, log=print, data_dir=None) -> pd.DataFrame:
     """Attack the victims of plan ``name``'s ``cells`` that its table lacks, in order, ``chunk``
     victims at a time (default: 8 for DLG, 2 for IG), merging each chunk's rows into the table as
     soon as it finishes; start no chunk after ``budget_s`` seconds (a started chunk runs to its
-    end). Returns the table."""
+    end). Victims another plan of the profile has already attacked with the same config (the same
+    cell key, e.g. the frontier's paper-setting cells and Table II[A]'s) are copied from its table,
+    under this plan's table / row / setting names, not attacked again. Returns the table."""
     if not cells:
         raise FedshieldError(f"plan {name!r} has no cells")
     if chunk is not None and int(chunk) < 1:
         raise FedshieldError(f"chunk must be >= 1, got {chunk}")
     t0 = time.monotonic()
+    reusable = None
     for i, cell in enumerate(cells):
         cfg = cell.config
         done = _done_victims(load_table(name, profile)).get(cell.key(), set())
         todo = [v for v in range(cfg.images) if v not in done]
+        if not todo:
+            continue
+        reusable = _reusable_rows(name, profile) if reusable is None else reusable
+        if cell.key() in reusable:
+            other, g = reusable[cell.key()]
+            g = g[g.victim.astype(int).isin(todo)]
+            if len(g):
+                _merge_rows(name, profile, g.assign(table=cell.table, row=cell.row, setting=cell.setting).to_dict("records"))
+                log(f"[{name}] {i + 1}/{len(cells)} {cfg.dataset} {cell.row} {cell.setting}: "
+                    f"{len(g)} victims taken from {other} (same config)")
+                todo = [v for v in todo if v not in set(g.victim.astype(int))]
         if not todo:
             continue
         if budget_s is not None and time.monotonic() - t0 > budget_s:
