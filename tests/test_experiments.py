@@ -121,3 +121,19 @@ def test_calibration_table_has_one_row_per_evaluation(data_root, tmp_path):
     tab = run_calibration(["mnist"], READINGS[1:2], rounds=4, eval_every=2, progress=False)
     assert tab["round"].tolist() == [2, 4] and tab.accuracy.between(0, 1).all()
     assert tab.paper.tolist() == pytest.approx([0.9169] * 2) and (tab.seconds_per_round > 0).all()
+
+
+def test_signal_to_noise_measures_the_defenses_per_entry_variance(data_root):
+    """DP-G with variance v adds noise of per-entry variance v to every victim's update (within the
+    sampling error of P entries); undefended the noise is zero and the ratio infinite; GC removes,
+    so its 'noise' is the pruned part, below the signal."""
+    from fedshield.experiments.attack import signal_to_noise
+    base = dict(dataset="mnist", images=3, iterations=1)
+    for v in (1e-3, 1e-2):
+        t = signal_to_noise(AttackConfig(defense="dp-g", defense_kwargs=(("variance", v),), **base), data_root)
+        assert len(t) == 3 and (abs(t.noise_per_entry / v - 1) < 0.05).all()
+        assert (t.snr == t.signal / t.noise).all() and t.entries_per_unknown.iloc[0] > 20   # LeNet/MNIST: 17038 / 784
+    t0 = signal_to_noise(AttackConfig(defense="none", **base), data_root)
+    assert (t0.noise == 0).all() and (t0.snr == float("inf")).all()
+    gc = signal_to_noise(AttackConfig(defense="gc", **base), data_root)
+    assert ((gc.noise > 0) & (gc.noise < gc.signal)).all()

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
@@ -45,7 +46,7 @@ from .campaign import Cell, training_options
 from .fedavg import global_model_states
 from .registry import ROOT_OPTIONS, SEEDED_DEFENSES, build_defense, split_root_options
 
-__all__ = ["AttackConfig", "run_attack", "attack_setup", "attack_victims", "LABEL_MODES", "VICTIMS", "MODEL_INITS"]
+__all__ = ["AttackConfig", "run_attack", "attack_setup", "attack_victims", "signal_to_noise", "LABEL_MODES", "VICTIMS", "MODEL_INITS"]
 
 LABEL_MODES = ("known", "infer", "joint")
 VICTIMS = ("gradient", "fedavg")
@@ -272,7 +273,8 @@ class Victims:
     ``index`` ``[V, B]`` test-split indices, ``x`` ``[V, B, C, H, W]``, ``y`` ``[V, B]``; ``shared``
     ``[V, P]`` the defended updates; ``mask`` the muted attacker's ``[P]`` / ``[V, P]`` mask (or
     ``None``); ``label`` the labels the attack uses (``None``: optimised); ``detect_precision``
-    per victim (muted attack on 'ours', else ``None``)."""
+    per victim (muted attack on 'ours', else ``None``); ``clean`` ``[V, P]`` the undefended updates
+    (what the defense received)."""
 
     index: Tensor
     x: Tensor
@@ -281,6 +283,7 @@ class Victims:
     mask: Optional[Tensor]
     label: Optional[Tensor]
     detect_precision: list
+    clean: Optional[Tensor] = None
 
 
 def _muted_mask(cfg: AttackConfig, model: nn.Module, defense: Defense, shared: Tensor,
@@ -346,7 +349,7 @@ def _prepare_victims(cfg: AttackConfig, model: nn.Module, data_dir) -> Victims:
     mask, precision = None, [None] * cfg.images
     if cfg.muted:
         mask, precision = _muted_mask(cfg, model, defense, shared, ctx, lab)
-    return Victims(idx, xv, yv, shared, mask, lab, precision)
+    return Victims(idx, xv, yv, shared, mask, lab, precision, clean=g.detach())
 
 
 def vectorized_default(attack: str) -> bool:
@@ -415,6 +418,24 @@ def attack_setup(cfg: AttackConfig, data_dir=None) -> tuple[nn.Module, Victims]:
     cfg.validate()
     model = _build_attack_model(cfg, data_dir)
     return model, _prepare_victims(cfg, model, data_dir)
+
+
+def signal_to_noise(cfg: AttackConfig, data_dir=None, *, setup: Optional[tuple] = None) -> pd.DataFrame:
+    """What the defense leaves of each victim's update, before any attack runs: per victim
+    ``signal`` (``||g||^2``, the clean update), ``noise`` (``||g~ - g||^2``, what the defense added
+    or removed), ``snr`` (their ratio; ``inf`` undefended), ``noise_per_entry`` (``noise / P``, the
+    defense's per-entry variance for a noising defense) and ``entries_per_unknown`` (``P`` over the
+    victim's pixels ``B C H W``: how many shared numbers the attack fits per unknown). Cheap (one
+    backward pass per victim); ``setup``: :func:`attack_setup`'s result, if already built."""
+    model, v = setup if setup is not None else attack_setup(cfg, data_dir)
+    g = v.clean.double()
+    d = v.shared.double() - g
+    P = g.shape[1]
+    signal, noise = g.pow(2).sum(1), d.pow(2).sum(1)
+    snr = torch.where(noise > 0, signal / noise.clamp_min(1e-300), torch.full_like(signal, float("inf")))
+    return pd.DataFrame({"victim": range(cfg.images), "signal": signal.numpy(), "noise": noise.numpy(),
+                         "snr": snr.numpy(), "noise_per_entry": (noise / P).numpy(),
+                         "entries_per_unknown": P / float(v.x[0].numel())})
 
 
 def attack_victims(cfg: AttackConfig, vids: Sequence[int], *, chunk: int = 8, progress: bool = False,
