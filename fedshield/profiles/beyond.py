@@ -16,9 +16,9 @@ PROFILES = {
     "default": dict(run=False, rounds=2000, seeds=(0, 1, 2), error_rounds=(0, 100, 500, 1000, 1999), draws=20,
                     tables="default", attacks=dict(iterations=None, images=None, datasets=("mnist", "fmnist"),
                                                    rounds=None, total=None),
-                    frontier=dict(seeds=(0,), datasets=("mnist", "fmnist"), iterations=None, images=None)),
+                    frontier=dict(seeds=(0,), datasets=("mnist", "fmnist", "cifar10"), iterations=None, images=None)),
     "paper": dict(run=False, rounds=2000, seeds=(0, 1, 2), error_rounds=(0, 100, 500, 1000, 1999), draws=20,
                   tables="default", attacks=dict(iterations=None, images=None, datasets=("mnist", "fmnist"),
                                                  rounds=None, total=None),
-                  frontier=dict(seeds=(0,), datasets=("mnist", "fmnist"), iterations=None, images=None)),
+                  frontier=dict(seeds=(0,), datasets=("mnist", "fmnist", "cifar10"), iterations=None, images=None)),
 }
