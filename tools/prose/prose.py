@@ -175,6 +175,9 @@ profile: the ConvNet-64 FedAvg of Table II[B] takes {ppc.loc['mnist', 'seconds_p
 for a round on the CPU (`tests/test_campaign.py`).
 
 Table II[A] on CIFAR-10 at the paper's partition (1000 clients, 200 a round) is plan `table2a_cifar`:
-about 1.6 s a round on two threads, some 55 minutes a 2000-round cell, six cells
-(`OMP_NUM_THREADS=2 tools/campaign.py table2a_cifar --seeds 0`, one worker); {cifar_status}, so the
-CIFAR-10 columns of Table II[A] read NaN where a cell is missing.""")
+about 2 s a round on one idle core (3.5-4.5 s with three jobs on the two cores), one to two hours a
+2000-round cell, six cells (`OMP_NUM_THREADS=1 tools/campaign.py table2a_cifar --seeds 0 --defenses D`,
+one cell per worker, resumed from its checkpoint when a piece is cut at 55 minutes); {cifar_status},
+so the CIFAR-10 columns of Table II[A] (Chapter 7) read NaN where a cell is missing. Its stored round
+times were measured on a shared machine and are not ART figures; ART is measured side by side on
+MNIST (8.5).""")
