@@ -197,3 +197,10 @@ def test_frontier_goal_claim():
         C.beyond_frontier_goal({"frontier_points": pts})   # met where measured, two datasets missing
     with pytest.raises(C.Inconclusive):
         C.beyond_frontier_goal({"frontier_points": pts.assign(psnr_median=float("nan"))})
+    # a dataset with rows but no point that has both halves is not on the frontier either
+    half = pd.DataFrame([dict(dataset=d, family="undefended", setting="none", acc=0.44, psnr_median=47.0)
+                         for d in ("fmnist", "cifar10")]
+                        + [dict(dataset=d, family="DP-G", setting="DP-G", acc=float("nan"), psnr_median=5.3)
+                           for d in ("fmnist", "cifar10")])
+    with pytest.raises(C.Inconclusive, match="not on the frontier yet: fmnist, cifar10"):
+        C.beyond_frontier_goal({"frontier_points": pd.concat([pts, half], ignore_index=True)})
