@@ -128,18 +128,8 @@ defenses' *early* training, not their final accuracy.
   lands at the bottom of that range, which is no more and no less private than the paper's 9.4 dB.
 """
 
-def set_between(path, start, end, text):
-    nb = read_notebook(path)
-    for c in nb["cells"]:
-        s = "".join(c["source"])
-        if c["cell_type"] == "markdown" and start in s and (end is None or end in s):
-            i = s.index(start)
-            j = s.index(end, i) if end else len(s)
-            s = s[:i] + text + s[j:]
-            c["source"] = s.splitlines(keepends=True)
-            write_notebook(nb, path)
-            return
-    raise KeyError(start)
+sys.path.insert(0, str(HERE))
+from _common import set_between
 
 NB = str(ROOT) + "/notebooks/"
 set_between(NB + "07_main_results.ipynb", "**How to read the numbers.**", "- *The sweep", ch7_text())

@@ -33,18 +33,12 @@ def share(defense):
     return 100 * float(np.mean(v)) if v else float("nan")
 spread_mn = max(sd(t2, "mnist", r) for r in ("none", "ours", "gc", "dp-g", "dp-l"))
 
+sys.path.insert(0, str(HERE))
+from _common import set_between
+
+
 def set_md(path, start, end, text):
-    nb = read_notebook(path)
-    for c in nb["cells"]:
-        s = "".join(c["source"])
-        if c["cell_type"] == "markdown" and start in s:
-            i = s.index(start)
-            j = s.index(end, i) if end else len(s)
-            s = s[:i] + text + s[j:]
-            c["source"] = s.splitlines(keepends=True)
-            write_notebook(nb, path)
-            return
-    raise KeyError(start)
+    set_between(path, start, end, text, end_in_cell=False)
 
 NB = str(ROOT) + "/notebooks/"
 # ---- chapter 7
