@@ -80,6 +80,12 @@ def test_paper_scale_table2a_claims():
     pld = campaign({("mnist", "pld", 0): 0.86})
     assert C.paper_scale_pld_accuracy({**t_mn, "table2a_pld": pld})[1] is True
     assert verdict("PLD keeps accuracy (LeNet, 2000 rounds)", t_mn)["verdict"] == "not tested"
+    # CIFAR-10's cells (table2a_cifar) join the verdicts where they exist, and are not required
+    cif = campaign({("cifar10", "none", 0): 0.44, ("cifar10", "ours", 0): 0.40})
+    meas, ok = C.paper_scale_ours_accuracy({**t_mn, "table2a_cifar": cif})
+    assert ok is False and "cifar10: 0.440 vs 0.400" in meas and "mnist:" in meas
+    assert C.paper_scale_ours_accuracy({**t_mn, "table2a_cifar": cif.iloc[:1]})[1] is True   # CIFAR-10 Ours not run
+    assert "table2a_cifar" in C.tables_needed()
 
 
 def test_paper_scale_fig2_q_clipping_claims():
