@@ -196,13 +196,19 @@ def test_frontier_goal_claim():
                         dict(dataset="mnist", family="DP-G", setting="DP-G", acc=0.895, psnr_median=3.5),
                         dict(dataset="mnist", family="GC", setting="GC, p = 0.99", acc=0.60, psnr_median=5.0)])
     meas, ok = C.beyond_frontier_goal({"frontier_points": pts}, required=("mnist",))
-    assert ok is True and meas == "mnist: 1 of 3 strengths (DP-G)"
+    assert ok is True and meas == "mnist: 1 of 3 strengths (DP-G); on every one: DP-G"
     meas, ok = C.beyond_frontier_goal({"frontier_points": pts[pts.setting != "DP-G"]})
     assert ok is False and "0 of 2" in meas          # a measured dataset fails: not supported
     with pytest.raises(C.Inconclusive, match="not on the frontier yet: fmnist, cifar10"):
         C.beyond_frontier_goal({"frontier_points": pts})   # met where measured, two datasets missing
     with pytest.raises(C.Inconclusive):
         C.beyond_frontier_goal({"frontier_points": pts.assign(psnr_median=float("nan"))})
+    # one configuration must meet it everywhere: DP-G on MNIST and GC on a second dataset is not the goal
+    other = pts.assign(dataset="fmnist", setting=pts.setting.replace({"DP-G": "x"}))
+    other.loc[other.setting == "GC, p = 0.99", ["acc", "psnr_median"]] = (0.895, 4.0)
+    meas, ok = C.beyond_frontier_goal({"frontier_points": pd.concat([pts, other], ignore_index=True)},
+                                      required=("mnist", "fmnist"))
+    assert ok is False and "on every one: none" in meas
     # a dataset with rows but no point that has both halves is not on the frontier either
     half = pd.DataFrame([dict(dataset=d, family="undefended", setting="none", acc=0.44, psnr_median=47.0)
                          for d in ("fmnist", "cifar10")]
