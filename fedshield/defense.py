@@ -491,27 +491,36 @@ def per_sample_clipped_gradient(model: nn.Module, x: Tensor, y: Tensor, bound: f
 
 
 def clip_and_perturb(updates: Tensor, bounds: Tensor, *, ratio: float, sigma: float,
-                     clip_bound: Optional[float] = None, floor: float = 0.0,
-                     generator: Optional[torch.Generator] = None) -> tuple[Tensor, Tensor]:
+                     clip_bound: Optional[float] = None, floor: float = 0.0, jitter: float = 0.0,
+                     generator: Optional[torch.Generator] = None, return_bounds: bool = False):
     """What a client shares under the paper's defense: :func:`clip` each row to ``clip_bound``
     (``None``: no clipping), then :func:`perturb` it on its own ``k`` random slices.
 
-    ``floor`` (beyond the paper, issue 14): a noise floor, ``N(0, floor^2)`` added to *every* entry
-    after the slice perturbation, so that the unperturbed slices are no longer exact and a detector
-    cannot tell them from the perturbed ones by their noise alone (0: the paper's defense).
+    Beyond the paper (issue 14): ``jitter`` first moves each row's slice boundaries by its own
+    secret amounts (:func:`jitter_bounds`, drawn from ``generator`` before the noise), so the server
+    that computed ``bounds`` cannot align a client's slices; ``floor`` adds ``N(0, floor^2)`` to
+    *every* entry after the slice perturbation, so that the unperturbed slices are no longer exact
+    and a detector cannot tell them from the perturbed ones by their noise alone (0 and 0: the
+    paper's defense).
 
     ``updates``: ``[m, P]`` (one round, the vectorised path) or ``[P]``. The one implementation
     used by :class:`PaperDefense` (simulator, attack harness) and by the Flower mod
-    (:mod:`fedshield.flower`, with ``m = 1``). Returns ``(shared, slice_ids)`` as :func:`perturb`.
+    (:mod:`fedshield.flower`, with ``m = 1``). Returns ``(shared, slice_ids)`` as :func:`perturb`,
+    and with ``return_bounds`` also the boundaries used (``bounds`` itself, or with ``jitter`` the
+    rows' own: ``[m, s + 1]``, ``[s + 1]`` for a ``[P]`` update).
     """
     check_nonneg(floor, "floor")
+    check_jitter(jitter)
+    if float(jitter) > 0:
+        moved = jitter_bounds(bounds, updates.shape[0] if updates.dim() == 2 else 1, jitter, generator=generator)
+        bounds = moved if updates.dim() == 2 else moved[0]
     shared = clip(updates, clip_bound) if clip_bound is not None else updates
     out, ids = perturb(shared, bounds, ratio, sigma, generator=generator)
     if float(floor) > 0:
         gen = generator if generator is not None else make_generator(None)
         z = torch.randn(out.shape, generator=gen, dtype=out.dtype, device=gen.device)
         out = out + z.to(out.device).mul_(float(floor))
-    return out, ids
+    return (out, ids, bounds) if return_bounds else (out, ids)
 
 
 # --------------------------------------------------------------------------------------------
@@ -972,20 +981,25 @@ class PaperDefense(Defense):
         if not isinstance(updates, Tensor) or updates.dim() != 2:
             raise FedshieldError("client updates must be a [m, P] tensor")
         bounds = self._ensure_bounds(updates.shape[1], ctx.model)
-        if self.jitter > 0:
-            bounds = jitter_bounds(bounds, updates.shape[0], self.jitter, generator=self.generator)
-        out, ids = clip_and_perturb(updates, bounds, ratio=self.ratio, sigma=self.sigma,
-                                    clip_bound=self.clip_bound, floor=self.floor, generator=self.generator)
+        out, ids, bounds = clip_and_perturb(updates, bounds, ratio=self.ratio, sigma=self.sigma,
+                                            clip_bound=self.clip_bound, floor=self.floor, jitter=self.jitter,
+                                            generator=self.generator, return_bounds=True)
         ctx.extra["perturbed_slices"] = ids
         ctx.extra["slice_bounds"] = bounds
         return out
 
+    def aggregate_variance(self, weights) -> float:
+        """The per-entry noise variance of the weighted aggregate with client weights ``weights``:
+        the ``noise_var`` rule's for the noised slices, plus the floor's ``floor^2 sum_i w_i^2``."""
+        var = NOISE_VARS[self.noise_var](weights, self.ratio, self.sigma, n_slices=self.n_slices)
+        if self.floor > 0:
+            var += self.floor ** 2 * float(torch.as_tensor(weights, dtype=torch.float64).pow(2).sum())
+        return var
+
     def server(self, aggregate: Tensor, ctx: RoundContext) -> Tensor:
         if not self.do_compensate:
             return aggregate
-        var = NOISE_VARS[self.noise_var](ctx.weights, self.ratio, self.sigma, n_slices=self.n_slices)
-        if self.floor > 0:   # the floor's share of the aggregate's per-entry noise: floor^2 sum_i w_i^2
-            var += self.floor ** 2 * float(torch.as_tensor(ctx.weights, dtype=torch.float64).pow(2).sum())
+        var = self.aggregate_variance(ctx.weights)
         if self.compensation == "paper":
             out, info = compensate(aggregate, var, self.q, return_info=True)
             dropped = info["dropped"]
@@ -1010,10 +1024,8 @@ class PaperDefense(Defense):
             raise FedshieldError("grad_flat must be a flat [P] tensor")
         bounds = self._ensure_bounds(grad_flat.numel(), model)
         gen = generator if generator is not None else self.generator
-        if self.jitter > 0:
-            bounds = jitter_bounds(bounds, 1, self.jitter, generator=gen)[0]
         out, ids = clip_and_perturb(grad_flat, bounds, ratio=self.ratio, sigma=self.sigma, clip_bound=self.clip_bound,
-                                    floor=self.floor, generator=gen)
+                                    floor=self.floor, jitter=self.jitter, generator=gen)
         self.last_perturbed_slices = ids
         return out
 

@@ -99,7 +99,7 @@ except ModuleNotFoundError as e:  # pragma: no cover - exercised only without th
     raise ImportError("fedshield.flower needs Flower: pip install 'fedshield[flower]' "
                       "(flwr[simulation]==1.41.0)") from e
 
-from .defense import PaperDefense, aggregate_noise_var, clip_and_perturb, jitter_bounds
+from .defense import PaperDefense, clip_and_perturb
 from .errors import FedshieldError
 from .hooks import RoundContext
 from .params import check_bounds, named_trainable
@@ -260,16 +260,13 @@ class DefenseMod:
                       generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
         """``(sent weights, shared pseudo-gradient g~ [P], chosen slice ids)`` for one client:
         ``g = (w_global - w_local) / lr``, ``g~ = clip_and_perturb(g)`` (as a round of one client,
-        exactly what ``PaperDefense.client`` computes for that row: with ``jitter``, the boundaries
-        are first moved by :func:`~fedshield.defense.jitter_bounds` from the same generator),
+        exactly what ``PaperDefense.client`` computes for that row, boundary jitter included),
         ``sent = w_local - lr (g~ - g)``. ``config``: the parsed ``fedshield.*`` entries."""
         lr = config["lr"]
         g = (w_global - w_local) / lr
-        bounds = config["bounds"]
-        if config.get("jitter", 0.0) > 0:
-            bounds = jitter_bounds(torch.as_tensor(bounds), 1, config["jitter"], generator=generator)[0]
-        shared, chosen = clip_and_perturb(g.unsqueeze(0), bounds, ratio=config["ratio"], sigma=config["sigma"],
-                                          clip_bound=config["clip"], floor=config.get("floor", 0.0),
+        shared, chosen = clip_and_perturb(g.unsqueeze(0), config["bounds"], ratio=config["ratio"],
+                                          sigma=config["sigma"], clip_bound=config["clip"],
+                                          floor=config.get("floor", 0.0), jitter=config.get("jitter", 0.0),
                                           generator=generator)
         return w_local - lr * (shared[0] - g), shared[0], chosen[0]
 
@@ -481,8 +478,7 @@ class DefendedStrategy(Strategy):
         mean = p.to(grads.dtype) @ grads                          # G = sum_i p_i g~_i
         ctx = RoundContext(round=server_round, model=self.model, weights=p)
         comp = d.server(mean, ctx)                                # G_c (G itself without compensation)
-        noise_var = float(ctx.extra.get("noise_var", aggregate_noise_var(p, d.ratio, d.sigma, n_slices=d.n_slices)
-                                        + d.floor ** 2 * float(p.pow(2).sum())))
+        noise_var = float(ctx.extra.get("noise_var", d.aggregate_variance(p)))
         dropped = int(ctx.extra.get("dropped_directions", 0))
         if d.do_compensate:
             shift = self.local_lr * (comp.to(mean.dtype) - mean)  # weight units, common to every reply

@@ -824,6 +824,27 @@ def test_perturb_with_per_client_bounds_noises_each_clients_own_slices():
         perturb(torch.zeros(7, 300), bad, 0.4, 1.0)
 
 
+def test_clip_and_perturb_jitters_each_rows_boundaries_before_the_noise():
+    """The jitter is drawn first from the generator, then the slices and the noise: the same as
+    moving the boundaries by hand and perturbing with the moved ones."""
+    from fedshield.defense import clip_and_perturb, jitter_bounds
+
+    b = torch.tensor([0, 50, 120, 200, 260, 300])
+    x = torch.randn(6, 300, generator=make_generator(2))
+    out, ids, J = clip_and_perturb(x, b, ratio=0.4, sigma=1.0, floor=0.1, jitter=0.5, generator=make_generator(5),
+                                   return_bounds=True)
+    gen = make_generator(5)
+    want_J = jitter_bounds(b, 6, 0.5, generator=gen)
+    want, want_ids = clip_and_perturb(x, want_J, ratio=0.4, sigma=1.0, floor=0.1, generator=gen)
+    assert torch.equal(J, want_J) and torch.equal(ids, want_ids) and torch.equal(out, want)
+    one, _, J1 = clip_and_perturb(x[0], b, ratio=0.4, sigma=1.0, jitter=0.5, generator=make_generator(5),
+                                  return_bounds=True)
+    assert J1.shape == (6,) and torch.equal(J1, want_J[0])
+    assert clip_and_perturb(x, b, ratio=0.4, sigma=1.0, return_bounds=True)[2] is b   # no jitter: the bounds given
+    with pytest.raises(FedshieldError, match="jitter"):
+        clip_and_perturb(x, b, ratio=0.4, sigma=1.0, jitter=1.0)
+
+
 def test_paper_defense_with_jitter_draws_its_boundaries_per_client_and_keeps_the_noise_level():
     d = PaperDefense(None, None, slicing="size", n_slices=10, ratio=0.2, sigma=1.0, jitter=0.5, seed=0,
                      compensate=False)

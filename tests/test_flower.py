@@ -269,6 +269,10 @@ def test_floor_and_jitter_travel_to_the_mod_and_match_the_simulator():
     var = D.aggregate_noise_var(p, 0.5, 0.5, n_slices=10) + 0.05 ** 2 * float(p.pow(2).sum())
     expected = LR * D.compensate(mean / LR, var, 2.0)
     assert torch.allclose(got, expected, atol=1e-5)
+    # without compensation the logged variance is the same aggregate variance, floor included
+    st = strategy(sigma=0.5, ratio=0.5, floor=0.05, compensate=False)
+    _aggregate(st)
+    assert st.history[-1]["noise_var"] == pytest.approx(var)
 
 
 @pytest.mark.parametrize("key, value, word", [(KEY_FLOOR, -0.1, "floor"), (KEY_JITTER, 1.0, "jitter")])
