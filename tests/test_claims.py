@@ -216,3 +216,7 @@ def test_frontier_goal_claim():
                            for d in ("fmnist", "cifar10")])
     with pytest.raises(C.Inconclusive, match="not on the frontier yet: fmnist, cifar10"):
         C.beyond_frontier_goal({"frontier_points": pd.concat([pts, half], ignore_index=True)})
+    f = C.frontier_goal(pd.concat([pts, half], ignore_index=True))
+    assert list(f) == ["mnist", "fmnist", "cifar10"] and list(f["mnist"]["meets"].setting) == ["DP-G"]
+    assert f["cifar10"]["points"].empty and list(f["cifar10"]["attack_only"].setting) == ["DP-G"]
+    assert len(f["mnist"]["all"]) == 3 and f["cifar10"]["base"] == 0.44

@@ -66,12 +66,11 @@ item11 = f"""11. **Inverting Gradients at the paper's scale** (Table II[B], Chap
 fr = load_table("frontier_points", D)
 item15 = None
 if fr is not None and len(fr):
+    from fedshield.claims import frontier_goal
     lines, counted = [], {}
-    for ds, g in fr.groupby("dataset", sort=False):
-        base = g[g.family == "undefended"].acc.iloc[0]
-        ok = g[(g.family != "undefended") & g.psnr_median.notna() & g.acc.notna()]
-        meets = ok[(ok.psnr_median < 15) & (ok.acc >= base - 0.02)]
-        counted[ds] = (len(ok), len(g) - 1)
+    for ds, f in frontier_goal(fr).items():
+        ok, meets = f["points"], f["meets"]
+        counted[ds] = (len(ok), len(f["all"]))
         lines.append(f"{NAME[ds]} ({len(ok)} points): {', '.join(f'{r.setting} ({100 * r.acc:.1f} %, {r.psnr_median:.1f} dB)' for r in meets.itertuples()) or 'none'}")
     k, m = counted.get("cifar10", (0, 0))
     cif_note = (" CIFAR-10 is not on the frontier yet." if k == 0 else
