@@ -64,6 +64,35 @@ def beside_paper(ours, table: str, *, on: tuple[str, ...] = ("dataset", "row", "
     return out
 
 
+def accuracy_beside_paper(tab, dataset: str, *, table: str = "II[A]",
+                          rows=("none", "ours", "gc", "dp-g", "dp-l", "pld")) -> str:
+    """One Markdown sentence of the final accuracies of a FedAvg campaign table ``tab`` (columns
+    ``dataset, row, final_accuracy``; one row per seed) on ``dataset``, each defense's mean over its
+    seeds beside the paper's ACC of ``table``, then the defenses of ``rows`` not run yet, e.g.
+    ``"undefended 43.9 % (1 seed; paper 54.15 %); Ours 44.0 % (1 seed; paper 52.47 %); not run yet:
+    GC, PLD"``. The chapters print it from the committed table instead of keeping the numbers in
+    their prose."""
+    if dataset not in PAPER_DATASET:
+        raise FedshieldError(f"unknown dataset {dataset!r}; choose from {list(PAPER_DATASET)}")
+    unknown = [r for r in rows if r not in PAPER_DEFENSE]
+    if unknown:
+        raise FedshieldError(f"unknown defense rows {unknown}; choose from {list(PAPER_DEFENSE)}")
+    paper = paper_table(table).query("metric == 'ACC' and dataset == @PAPER_DATASET[@dataset]")
+    paper = dict(zip(paper.row, paper.value))
+    mine = tab[tab.dataset == dataset] if tab is not None and len(tab) else None
+    done, left = [], []
+    for r in rows:
+        v = mine[mine.row == r].final_accuracy if mine is not None else ()
+        name = "undefended" if r == "none" else PAPER_DEFENSE[r]
+        if not len(v):
+            left.append(name)
+            continue
+        ref = paper.get(PAPER_DEFENSE[r])
+        done.append(f"{name} {100 * float(v.mean()):.1f} % ({len(v)} seed{'s' if len(v) > 1 else ''}"
+                    + (f"; paper {ref:.2f} %" if ref is not None else "") + ")")
+    return "; ".join(done + ([f"not run yet: {', '.join(left)}"] if left else []))
+
+
 def table2_long(t, *, stat: str = "mean"):
     """A Table II frame of the book (``dataset, defense, muted, psnr_<stat>, ssim_<stat>, acc,
     art_ratio``) in the paper's units and names, long: PSNR dB, SSIM, ACC %, ART % over undefended.

@@ -125,3 +125,19 @@ def test_beside_paper_puts_paper_ours_and_delta_in_the_papers_units():
     assert med.set_index(["row", "metric"]).value[("Ours", "PSNR")] == 12.0
     with pytest.raises(ValueError, match="stat"):
         table2_long(t, stat="mode")
+
+
+def test_accuracy_beside_paper_averages_seeds_quotes_the_paper_and_lists_what_is_missing():
+    from fedshield.report import accuracy_beside_paper, paper_table
+    t = pd.DataFrame({"dataset": ["cifar10", "cifar10", "cifar10", "mnist"], "row": ["none", "ours", "ours", "gc"],
+                      "final_accuracy": [0.439, 0.44, 0.42, 0.5]})
+    s = accuracy_beside_paper(t, "cifar10", rows=("none", "ours", "gc", "pld"))
+    pa = paper_table("II[A]").query("metric == 'ACC' and dataset == 'CIFAR-10'").set_index("row").value
+    assert s == (f"undefended 43.9 % (1 seed; paper {pa['none']:.2f} %); Ours 43.0 % (2 seeds; paper {pa['Ours']:.2f} %); "
+                 "not run yet: GC, PLD")
+    assert accuracy_beside_paper(t.iloc[:0], "mnist", rows=("none", "ours")) == "not run yet: undefended, Ours"
+    assert accuracy_beside_paper(None, "mnist", rows=("ours",)) == "not run yet: Ours"
+    with pytest.raises(FedshieldError, match="dataset"):
+        accuracy_beside_paper(t, "svhn")
+    with pytest.raises(FedshieldError, match="rows"):
+        accuracy_beside_paper(t, "mnist", rows=("dp",))

@@ -156,9 +156,6 @@ readme.write_text(s)
 print("intro/readme ok")
 
 ppc = load_table("paper_profile_cost", D).set_index("dataset")
-from fedshield.experiments import campaign as _C
-_done, _total = _C.campaign_status("table2a_cifar", _C.plan("table2a_cifar", (0,)), D)
-cifar_status = f"{_done} of its {_total} cells {'has' if _done == 1 else 'have'} run" if _done else "none has run yet"
 set_md(NB + "08_paper_scale.ipynb", "## 8.6 What is not measured yet", None, f"""## 8.6 What is not measured yet
 
 The cells still missing from the tables above are listed here by plan; `tools/campaign.py PLAN`
@@ -171,7 +168,7 @@ for a round on the CPU (`tests/test_campaign.py`).
 Table II[A] on CIFAR-10 at the paper's partition (1000 clients, 200 a round) is plan `table2a_cifar`:
 about 2 s a round on one idle core (3.5-4.5 s with three jobs on the two cores), one to two hours a
 2000-round cell, six cells (`OMP_NUM_THREADS=1 tools/campaign.py table2a_cifar --seeds 0 --defenses D`,
-one cell per worker, resumed from its checkpoint when a piece is cut at 55 minutes); {cifar_status},
-so the CIFAR-10 columns of Table II[A] (Chapter 7) read NaN where a cell is missing. Its stored round
+one cell per worker, resumed from its checkpoint when a piece is cut at 55 minutes); the cell below
+lists the cells that have run, and the CIFAR-10 columns of Table II[A] (Chapter 7) read NaN where a cell is missing. Its stored round
 times were measured on a shared machine and are not ART figures; ART is measured side by side on
 MNIST (8.5).""")
