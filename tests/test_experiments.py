@@ -137,3 +137,50 @@ def test_signal_to_noise_measures_the_defenses_per_entry_variance(data_root):
     assert (t0.noise == 0).all() and (t0.snr == float("inf")).all()
     gc = signal_to_noise(AttackConfig(defense="gc", **base), data_root)
     assert ((gc.noise > 0) & (gc.noise < gc.signal)).all()
+
+
+def test_convert_images_takes_luma_then_averages_each_footprint():
+    from fedshield.experiments.attack import convert_images
+    x = torch.zeros(2, 3, 32, 32)
+    x[0, 0] = 1.0                       # pure red
+    x[1] = torch.rand(3, 32, 32, generator=make_generator(0))
+    y = convert_images(x, "mnist")
+    assert y.shape == (2, 1, 28, 28)
+    assert torch.allclose(y[0], torch.full((1, 28, 28), 0.299))            # BT.601 luma of red, constant
+    luma = 0.299 * x[1, 0] + 0.587 * x[1, 1] + 0.114 * x[1, 2]
+    assert float(y[1].mean()) == pytest.approx(float(luma.mean()), abs=0.01)  # an average keeps the mean
+    assert 0 <= float(y.min()) and float(y.max()) <= 1
+    assert torch.equal(convert_images(x, "cifar10"), x)                      # already that shape
+    with pytest.raises(FedshieldError, match="dataset"):
+        convert_images(x, "svhn")
+    with pytest.raises(FedshieldError, match=r"\[N, C, H, W\]"):
+        convert_images(x[0], "mnist")
+    with pytest.raises(FedshieldError, match="channel"):
+        convert_images(torch.zeros(1, 1, 28, 28), "cifar10")
+
+
+def test_images_as_is_checked_and_keeps_earlier_keys():
+    from fedshield.cache import config_dict, config_key
+    cfg = AttackConfig(dataset="cifar10", defense="dp-g")
+    d = config_dict(cfg)
+    d.pop("images_as"), d.pop("trained_round"), d.pop("trained_defense"), d.pop("trained_total"), d.pop("detector"), d.pop("reference")
+    for k in ("root_size", "root_bias"):
+        d.pop(k)
+    d["defense_seed_rule"] = "seed+1009"
+    assert cfg.cache_key() == config_key(d, "attack")          # the key it had before the field existed
+    assert AttackConfig(dataset="cifar10", defense="dp-g", images_as="mnist").cache_key() != cfg.cache_key()
+    for bad, msg in (({"images_as": "svhn"}, "images_as"), ({"dataset": "cifar100", "images_as": "mnist"}, "classes"),
+                     ({"images_as": "mnist", "trained_round": 0}, "trained_round")):
+        with pytest.raises(FedshieldError, match=msg):
+            AttackConfig(**{"dataset": "cifar10", **bad}).validate()
+
+
+def test_images_as_attacks_the_same_victims_at_the_other_datasets_shape(data_root):
+    from fedshield.experiments.attack import attack_setup, convert_images
+    base = dict(dataset="cifar10", defense="dp-g", images=2, iterations=1)
+    m0, v0 = attack_setup(AttackConfig(**base), data_root)
+    m1, v1 = attack_setup(AttackConfig(images_as="mnist", **base), data_root)
+    mm, _ = attack_setup(AttackConfig(**{**base, "dataset": "mnist"}), data_root)
+    assert torch.equal(v0.index, v1.index) and torch.equal(v0.y, v1.y)
+    assert v1.x.shape == (2, 1, 1, 28, 28) and torch.equal(v1.x[:, 0], convert_images(v0.x[:, 0], "mnist"))
+    assert sum(p.numel() for p in m1.parameters()) == sum(p.numel() for p in mm.parameters()) == v1.shared.shape[1]

@@ -46,7 +46,7 @@ from .campaign import Cell, training_options
 from .fedavg import global_model_states
 from .registry import ROOT_OPTIONS, SEEDED_DEFENSES, build_defense, split_root_options
 
-__all__ = ["AttackConfig", "run_attack", "attack_setup", "attack_victims", "signal_to_noise", "LABEL_MODES", "VICTIMS", "MODEL_INITS"]
+__all__ = ["AttackConfig", "run_attack", "attack_setup", "attack_victims", "signal_to_noise", "convert_images", "LABEL_MODES", "VICTIMS", "MODEL_INITS"]
 
 LABEL_MODES = ("known", "infer", "joint")
 VICTIMS = ("gradient", "fedavg")
@@ -101,6 +101,12 @@ class AttackConfig:
         2000, the paper's). ``None``: the attack's own model.
     detector : the muted attacker's detector against 'ours' (:data:`DETECTORS`).
     reference : the muted attacker's clean reference against 'ours' (:data:`REFERENCES`).
+    images_as : ``None`` (the dataset's own images) or another dataset's name: every image of
+        ``dataset`` (victims and root set) is converted to that dataset's shape before anything else
+        (colour to ITU-R BT.601 luma when it has one channel, then an area resize), and the model
+        is sized for it. ``dataset="cifar10", images_as="mnist"``: CIFAR-10's content at MNIST's 784
+        unknowns per image, which separates what an attack's success owes to the image size from
+        what it owes to the images (Chapter 10.5). Needs the same number of classes.
     """
 
     dataset: str = "cifar10"
@@ -130,6 +136,7 @@ class AttackConfig:
     trained_total: int = 2000
     detector: str = "auto"
     reference: str = "root"
+    images_as: Optional[str] = None
 
     def __post_init__(self):
         if not isinstance(self.defense_kwargs, tuple) or not all(
@@ -170,6 +177,14 @@ class AttackConfig:
                 raise FedshieldError(f"unknown trained_defense {self.trained_defense!r}; choose from {list(DEFENSES)}")
         if self.label == "infer" and self.batch_size != 1:
             raise FedshieldError("label='infer' (the iDLG rule) needs batch_size 1")
+        if self.images_as is not None:
+            if self.images_as not in DATASET_SHAPES:
+                raise FedshieldError(f"unknown images_as {self.images_as!r}; choose from None or {sorted(DATASET_SHAPES)}")
+            if DATASET_SHAPES[self.images_as][2] != DATASET_SHAPES[self.dataset][2]:
+                raise FedshieldError(f"images_as={self.images_as!r} has {DATASET_SHAPES[self.images_as][2]} classes, "
+                                     f"{self.dataset!r} {DATASET_SHAPES[self.dataset][2]}: they must match")
+            if self.trained_round is not None:
+                raise FedshieldError("images_as attacks a fresh model: trained_round must be None")
         if self.reference == "label" and self.label == "joint":
             raise FedshieldError("reference='label' needs the victims' labels: label='known' or 'infer'")
         if self.muted and self.defense not in ("pld", "ours", "gc"):
@@ -195,6 +210,8 @@ class AttackConfig:
             d.pop("detector")
         if d.get("reference") == "root":
             d.pop("reference")
+        if d.get("images_as") is None:   # added later: earlier configs keep their keys
+            d.pop("images_as", None)
         if self.defense != "ours":
             for k in ROOT_OPTIONS:
                 d.pop(k)
@@ -224,12 +241,31 @@ def _trained_model(cfg: AttackConfig, data_dir=None) -> nn.Module:
     return model.eval()
 
 
+def convert_images(x: Tensor, like: str) -> Tensor:
+    """Images ``x`` ``[N, C, H, W]`` in ``[0, 1]`` in the shape of dataset ``like``'s: to one
+    channel by ITU-R BT.601 luma (``0.299 R + 0.587 G + 0.114 B``) when ``like`` has one and ``x``
+    three, then an area resize (an average over each output pixel's footprint) to its size. The
+    values stay in ``[0, 1]``."""
+    if like not in DATASET_SHAPES:
+        raise FedshieldError(f"unknown dataset {like!r}; choose from {sorted(DATASET_SHAPES)}")
+    if x.dim() != 4:
+        raise FedshieldError(f"images must be [N, C, H, W], got shape {tuple(x.shape)}")
+    c, hw, _ = DATASET_SHAPES[like]
+    if x.shape[1] != c:
+        if (x.shape[1], c) != (3, 1):
+            raise FedshieldError(f"cannot convert {x.shape[1]}-channel images to {c} channels")
+        x = (x * torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    if tuple(x.shape[-2:]) != (hw, hw):
+        x = torch.nn.functional.interpolate(x, size=(hw, hw), mode="area")
+    return x
+
+
 def _build_attack_model(cfg: AttackConfig, data_dir=None) -> nn.Module:
     if cfg.trained_round is not None:
         return _trained_model(cfg, data_dir)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(_seed_of(cfg.seed, 1))
-        model = build_model(cfg.model, cfg.dataset, **dict(cfg.model_kwargs))
+        model = build_model(cfg.model, cfg.images_as or cfg.dataset, **dict(cfg.model_kwargs))
     init = cfg.model_init
     if init == "auto":
         init = "dlg" if cfg.model.lower() == "lenet" else "default"
@@ -256,7 +292,8 @@ def attack_root_set(cfg: AttackConfig, data_dir=None) -> tuple[Tensor, Tensor]:
     (``cfg.root_bias`` from class 0), drawn with ``cfg.seed``."""
     xtr, ytr = load_dataset(cfg.dataset, "train", data_dir)
     idx = root_set(ytr, cfg.root_size, bias=cfg.root_bias, seed=cfg.seed)
-    return xtr[idx], ytr[idx]
+    x = xtr[idx]
+    return (x if cfg.images_as is None else convert_images(x, cfg.images_as)), ytr[idx]
 
 
 def attack_defense(cfg: AttackConfig, model: nn.Module, data_dir=None) -> Defense:
@@ -328,6 +365,8 @@ def _prepare_victims(cfg: AttackConfig, model: nn.Module, data_dir) -> Victims:
     perm = torch.randperm(len(xte), generator=make_generator(_seed_of(cfg.seed, 0)))[:n]
     idx = perm.view(cfg.images, cfg.batch_size)
     xv, yv = xte[idx], yte[idx]  # [V, B, C, H, W], [V, B]
+    if cfg.images_as is not None:
+        xv = convert_images(xv.flatten(0, 1), cfg.images_as).unflatten(0, (cfg.images, cfg.batch_size))
     if cfg.victim == "gradient":
         g = victim_gradients(model, xv, yv)
     else:

@@ -34,6 +34,9 @@ from ..report import PAPER_DATASET, load_table, save_table
 from .attack import AttackConfig, attack_setup, attack_victims
 from .campaign import FRONTIER, clip_bound, table_lock
 
+#: the frontier's rows by name: (defense, options)
+FRONTIER_ROWS = {row: (d, opts) for row, d, opts in FRONTIER}
+
 __all__ = ["AttackCell", "dlg_config", "ig_config", "IG_HYPER", "ATTACK_PLANS", "attack_plan", "run_attack_campaign",
            "attack_status", "collect_attacks", "cell_summary", "encode_image", "decode_image", "TABLE2_ROWS",
            "TRAINING_ROUNDS", "TABLE3_REFERENCE", "table3_long"]
@@ -221,7 +224,19 @@ def _label_aware_plan(*, iterations=500, datasets=("cifar100", "cifar10")) -> li
                        "Ours-muted, label-aware", "I" if ds == "cifar100" else "II[A]") for ds in datasets]
 
 
-ATTACK_PLANS = {"attacks_dlg": _dlg_plan, "attacks_frontier": _frontier_plan, "attacks_ig": _ig_plan, "attacks_table3": _table3_plan,
+def _image_size_plan(*, images=8, iterations=500, datasets=("cifar10",)) -> list[AttackCell]:
+    """Chapter 10.5's test of why DP-G at variance 1e-3 stops DLG on CIFAR-10 and not on MNIST: the
+    same CIFAR-10 victims converted to MNIST's shape (``images_as="mnist"``: grayscale 28 x 28, 784
+    unknowns instead of 3072, the MNIST LeNet's 21.7 shared numbers per unknown instead of 6.3),
+    undefended and under that DP-G. If the number of shared numbers per unknown is what protects
+    CIFAR-10, its converted victims fall to the attack as MNIST's do."""
+    _, dpg = FRONTIER_ROWS["DP-G, variance 1e-3"]
+    return [AttackCell(dlg_config(ds, d, False, images=images, iterations=iterations, images_as="mnist",
+                                  defense_kwargs=opts), row, "image size", "as MNIST (1 x 28 x 28)")
+            for ds in datasets for row, d, opts in (("none", "none", ()), ("DP-G, variance 1e-3", "dp-g", dpg))]
+
+
+ATTACK_PLANS = {"attacks_dlg": _dlg_plan, "attacks_image_size": _image_size_plan, "attacks_frontier": _frontier_plan, "attacks_ig": _ig_plan, "attacks_table3": _table3_plan,
                 "attacks_training": _training_plan, "attacks_jitter": _jitter_plan,
                 "attacks_label_aware": _label_aware_plan}
 
