@@ -1,4 +1,5 @@
-"""Data-driven attack prose (issue 13) for chapters 1, 7 and 9 from the committed attack tables."""
+"""Data-driven attack prose (issue 13) for chapters 1, 9 and 10.4 and the README from the committed attack
+tables (chapter 7's discussion and chapter 10's frontier verdict are code cells of their chapters)."""
 import pathlib
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -67,72 +68,12 @@ for d in ("mnist", "fmnist", "cifar10"):
                  "mean": lv(xte.mean(0, keepdim=True)),
                  "noise": float(_psnr(torch.rand(xt.shape, generator=torch.Generator().manual_seed(0)), xt).median())}
 
-# ------------------------------------------------------------------ chapter 7
-def ch7_text():
-    none = {d: med(dlg, PLAN_DLG, d, "none") for d in A_DS}
-    ours = {d: med(dlg, PLAN_DLG, d, "Ours") for d in A_DS}
-    ours_q3 = {d: float(np.percentile(rows(dlg, PLAN_DLG, d, "Ours").psnr, 75)) for d in A_DS}
-    ours_max = {d: float(rows(dlg, PLAN_DLG, d, "Ours").psnr.max()) for d in A_DS}
-    ours_ssim = {d: med(dlg, PLAN_DLG, d, "Ours", "ssim") for d in A_DS}
-    muted = {d: med(dlg, PLAN_DLG, d, "Ours-muted") for d in A_DS}
-    pldm = {d: med(dlg, PLAN_DLG, d, "PLD-muted") for d in A_DS}
-    base = {r: {d: med(dlg, PLAN_DLG, d, r) for d in A_DS} for r in ("GC", "DP-G", "DP-L", "PLD")}
-    p_on = {d: paired(dlg, PLAN_DLG, d, "Ours", "none", "less") for d in A_DS}
-    p_mu = {d: paired(dlg, PLAN_DLG, d, "Ours-muted", "Ours", "greater") for d in A_DS}
-    p_gc = {d: paired(dlg, PLAN_DLG, d, "GC", "Ours", "less") for d in A_DS}
-    ig_done, ig_total = A.attack_status("attacks_ig", PLAN_IG, D)
-    ig_ds = dsets(ig, PLAN_IG, want=("cifar10", "mnist", "fmnist"))
-    ig_txt = ("none has run yet" if not ig_ds else
-              per_ds(lambda d: f"undefended {f1(med(ig, PLAN_IG, d, 'none'))} dB (SSIM {f2(med(ig, PLAN_IG, d, 'none', 'ssim'))}, "
-                                f"{n(ig, PLAN_IG, d, 'none')} victims), Ours {f1(med(ig, PLAN_IG, d, 'Ours'))} dB "
-                                f"({n(ig, PLAN_IG, d, 'Ours')}), Ours-muted {f1(med(ig, PLAN_IG, d, 'Ours-muted'))} dB "
-                                f"({n(ig, PLAN_IG, d, 'Ours-muted')})", ig_ds, "; "))
-    return f"""**How to read the numbers.** [A] is at the paper's scale: DLG with 500 L-BFGS steps, 8 victims
-for the rows that decide the verdicts and 4 for the others (`attacks_dlg`, datasets run so far:
-{', '.join(NAME[d] for d in A_DS)}). A PSNR is the median over victims with its inter-quartile range;
-two rows compare victim by victim (the paired table). [B] is the paper's GIA: Inverting Gradients
-with 1000 Adam steps on the width-64 ConvNet (`attacks_ig`, {ig_done} of {ig_total} planned victims
-attacked so far, each 3 (MNIST) to 7 (CIFAR-10) minutes of one core; cells not yet attacked read NaN): {ig_txt}. At
-this scale the undefended attack reconstructs on both: DLG almost exactly on every victim, and
-Inverting Gradients a recognisable image (the grid above), where the 50-step, width-16 runs of earlier
-versions of this book stayed at 13-14 dB. [A]'s FedAvg runs are at the paper's 2000 rounds
-(Chapter 8, three seeds); [B]'s are 30 ConvNet rounds with one seed, so [B]'s ACC compares the
-defenses' *early* training, not their final accuracy.
-
-**What agrees with the paper's claims.**
-- Against the plain attacker the paper's defense lowers DLG's reconstruction far below the
-  undefended one, on every victim: median {per_ds(lambda d: f'{f1(ours[d])} dB against {f1(none[d])} dB', A_DS, '; ')}
-  (paired, Ours below no defense: {per_ds(lambda d: pstr(p_on[d]), A_DS, '; ')}).
-- PLD prunes only FC-weight columns, so PLD-muted, which ignores the FC layer and matches the
-  convolutional gradients, recovers the undefended quality ({per_ds(lambda d: f'{f1(pldm[d])} dB', A_DS)}):
-  pruning one layer does not protect the others. This is the weakness the paper's muted columns expose.
-
-**Where our measurements differ from the paper's claim.**
-- *Ours-muted is not harmless.* The paper argues that an attacker cannot know which slices are
-  noisy. With the paper's variance $10^{{-2}}$ (noise std 0.1 in gradient units) the noise is far
-  larger than most clean gradient entries, and a likelihood-ratio test against the clean gradient
-  scale (which anyone with public data can estimate) finds the noisy slices (detection precision
-  {per_ds(lambda d: f2(det(dlg, PLAN_DLG, d)), A_DS)}). The attacker drops them, matches the other 80 % of the
-  gradient, and DLG recovers the image: median {per_ds(lambda d: f'{f1(muted[d])} dB (undefended {f1(none[d])})', A_DS, '; ')}
-  (paired, Ours-muted above Ours: {per_ds(lambda d: pstr(p_mu[d]), A_DS, '; ')}).
-- *Ours protects less than the baselines, and not every victim.* Against the plain attacker the
-  noise and pruning baselines leave less than Ours: median GC {per_ds(lambda d: f1(base['GC'][d]), A_DS)} dB,
-  DP-G {per_ds(lambda d: f1(base['DP-G'][d]), A_DS)} dB, PLD {per_ds(lambda d: f1(base['PLD'][d]), A_DS)} dB, against Ours'
-  {per_ds(lambda d: f1(ours[d]), A_DS)} dB (GC below Ours on {per_ds(lambda d: pstr(p_gc[d]), A_DS, '; ')}; 4 victims
-  cannot reach p < 0.05). A quarter of Ours' victims keep more than {per_ds(lambda d: f1(ours_q3[d]), A_DS)} dB
-  (the best {per_ds(lambda d: f1(ours_max[d]), A_DS)} dB), and the median SSIM is {per_ds(lambda d: f2(ours_ssim[d]), A_DS)}
-  (the paper: 0.046 on MNIST): when a victim's two noised slices miss most of the risk, DLG recovers
-  a blurred image. The paper's defended columns all sit at 9.4-10.8 dB, within the range of
-  reconstructions that carry no information (the reference table above: {per_ds(lambda d: f"{f1(LEVELS[d]['noise'])}-{f1(LEVELS[d]['mean'])} dB", A_DS)}
-  from uniform noise to the mean image); DLG against DP or PLD here diverges to saturated pixels and
-  lands at the bottom of that range, which is no more and no less private than the paper's 9.4 dB.
-"""
+# chapter 7's discussion is printed by its own code cell from the chapter's tables (session 8)
 
 sys.path.insert(0, str(HERE))
 from _common import set_between
 
 NB = str(ROOT) + "/notebooks/"
-set_between(NB + "07_main_results.ipynb", "**How to read the numbers.**", "- *The sweep", ch7_text())
 
 # ------------------------------------------------------------------ chapter 1
 T1 = ("mnist", "fmnist", "cifar10", "cifar100")
@@ -175,7 +116,6 @@ DLG), no PSNR or SSIM, so this page compares with it by eye; its numbers are in 
 (Chapters 2-5 and 7 set them beside ours).
 """
 set_between(NB + "01_threat_model.ipynb", "## Discussion", None, ch1_text())
-print(ch7_text()[:3000])
 
 # ------------------------------------------------------------------ README
 from pathlib import Path
@@ -298,51 +238,3 @@ s0 = s0.replace("This chapter takes up the first; the adaptive attacker's\nfront
 cells[i0]["source"] = s0.splitlines(keepends=True)
 write_notebook(nb, path10)
 print("ch10 ok", tr_ds)
-
-# frontier verdict
-t2acc = load_table("table2a_acc", D); pldacc = load_table("table2a_pld", D); flf = load_table("frontier", D)
-def fr_acc(setting):
-    paper = {"DP-G": ("dp-g", t2acc), "GC": ("gc", t2acc), "Ours": ("ours", t2acc), "PLD": ("pld", pldacc), "none": ("none", t2acc)}
-    if setting in paper:
-        row, t = paper[setting]
-        v = t[(t.dataset == "mnist") & (t.row == row) & (t.seed == 0)].final_accuracy
-    else:
-        v = pd.Series(dtype=float) if flf is None else flf[(flf.dataset == "mnist") & (flf.row == setting)].final_accuracy
-    return float(v.mean()) if len(v) else float("nan")
-def fr_psnr(setting):
-    if fa is None: return float("nan")
-    c = next(c for c in PLAN_FR if c.setting == setting)
-    r = fa[fa.cell == c.key()]
-    return float(np.median(r.psnr.clip(upper=100))) if len(r) == c.config.images else float("nan")
-none_acc = fr_acc("none")
-pts = [(c.setting, fr_acc(c.setting), fr_psnr(c.setting)) for c in PLAN_FR]
-done = [(s, a, p) for s, a, p in pts if a == a and p == p]
-meets = [s for s, a, p in done if p < 15 and a >= none_acc - 0.02]
-blind = load_table("attacks_frontier_blind_detector", D)
-def blind_line():
-    if blind is None or not len(blind): return ""
-    g = blind.groupby("setting").agg(psnr=("psnr", "median"), det=("detect_precision", "mean"))
-    return ("A detector that ignores the floor (the first version of this attacker, its rows kept in "
-            "`attacks_frontier_blind_detector`) finds few of the noised slices and gets little: "
-            + "; ".join(f"{k}: {v.psnr:.1f} dB at detection precision {v.det:.2f}" for k, v in g.iterrows())
-            + ". The floor is public, so the attacker models it; the rows above are that informed attacker.")
-def informed_vs_dp():
-    parts = []
-    for fl, dp in (("Ours + floor 0.01", "DP-G, variance 1e-4"), ("Ours + floor 0.03", "DP-G, variance 1e-3")):
-        a, b = fr_psnr(fl), fr_psnr(dp)
-        if a == a and b == b:
-            parts.append(f"{fl} {a:.1f} dB against {dp} (noise of the floor's std on every entry, no slices) {b:.1f} dB")
-    return ("; ".join(parts) + ". Against the informed attacker the hardened variant is worth about what its floor alone is worth: "
-            "the paper's noised slices add a dB or two, because the attacker drops them and matches the rest.") if parts else ""
-fr_text = f"""**Verdict** (MNIST, seed 0 accuracy, medians over 8 victims). {len(done)} of {len(pts)} strengths measured
-so far{'' if len(done) == len(pts) else ' (the rest: `tools/campaign.py frontier`, `tools/attack_campaign.py attacks_frontier`)'}.
-""" + "".join(f"- {s}: accuracy {100 * a:.1f} % (undefended {100 * none_acc:.1f} %), adaptive attacker {p:.1f} dB\n" for s, a, p in done) + (
-f"""
-Meeting the goal (below 15 dB, within 2 points of undefended): {', '.join(meets) if meets else 'none of those measured'}.
-
-{blind_line()}
-
-{informed_vs_dp()}
-""" if done else "")
-# the frontier's verdict is printed by its own code cell in chapter 10 (from frontier_points) since session 7
-print("frontier text ok", len(done))

@@ -41,23 +41,7 @@ def set_md(path, start, end, text):
     set_between(path, start, end, text, end_in_cell=False)
 
 NB = str(ROOT) + "/notebooks/"
-# ---- chapter 7
-set_md(NB + "07_main_results.ipynb", "- *ACC", "- *ART.*", f"""- *ACC at the paper's scale* (Table II[A], 2000 rounds, Chapter 8; mean over the seeds each cell has,
-  spread up to {P(spread_mn)} points between seeds on MNIST). MNIST: {P(mn['none'][0])} % undefended, {P(mn['ours'][0])} % Ours, {P(mn['gc'][0])} %
-  GC, {P(mn['dp-g'][0])} % DP-G, {P(mn['dp-l'][0])} % DP-L; Fashion-MNIST: {P(fm['none'][0])} / {P(fm['ours'][0])} / {P(fm['gc'][0])} / {P(fm['dp-g'][0])} / {P(fm['dp-l'][0])} %. The paper's
-  defense keeps the undefended accuracy, as the paper claims, and so do the noise baselines at the
-  variance the paper states: DP does not fall to chance (the paper: 10.37 %) and GC's 80 % pruning
-  costs a few points, not 55. Chapter 8.3 shows that no reading of the paper's noise gives its DP
-  columns. [B] ConvNet after 30 rounds (small regime, not comparable with the paper): the seed table
-  above gives the spread; 2000 ConvNet rounds are GPU work.
-""")
-set_md(NB + "07_main_results.ipynb", "- *ART.*", None, f"""- *ART.* [A] at the paper's scale: the time inside Ours' hooks is {share('ours'):.1f} % of the undefended
-  round (risk refreshed 18 times in 2000 rounds; Chapter 8.5 gives the split and the floor), GC
-  {share('gc'):.1f} %, DP-G {share('dp-g'):.1f} %. The whole-round ratios of the table above come from different runs
-  on shared cores and are noisy by several percent. [B] (small regime) was timed while other jobs
-  shared the cores: GC and DP, which cost next to nothing, read 0.6-1.7x; Ours 1.2-1.8x the ConvNet
-  round; PLD 2-4x even with the 16-probe estimate on 4 images per client.
-""")
+# chapter 7's ACC and ART bullets are printed by the chapter's discussion cell (session 8)
 # ---- chapter 4
 set_md(NB + "04_compensation.ipynb", "table. Our accuracies", "*What we measure*", """table. Our accuracies are at the paper's 2000 rounds on the LeNet in the calibrated setting
 (Chapter 8); the paper's Table III[D] is its ConvNet, so Δ compares models as well as defenses.
@@ -101,12 +85,6 @@ def replace_text(path, old, new):
         write_notebook(nb, path)
     return hit
 
-replace_text(NB + "07_main_results.ipynb", """not converged at this scale. The FedAvg runs are 60 (LeNet) and 30 (ConvNet) rounds instead of
-2000, with one seed, so ACC compares the defenses' *early* training, not their final accuracy. The
-seed-to-seed spread of the same LeNet setting is about 0.10 (Chapter 4: 0.60 and 0.70 undefended
-for seeds 0 and 1), so ACC differences of a few hundredths are noise.""", """not converged at this scale. [A]'s FedAvg runs are at the paper's 2000 rounds (Chapter 8, up to
-three seeds); [B]'s are 30 ConvNet rounds with one seed, so [B]'s ACC compares the defenses' *early*
-training, not their final accuracy.""")
 replace_text(NB + "04_compensation.ipynb", """*What we measure* (numbers above; the default profile is a short run, `rounds` rounds instead of 2,000):""",
              """*What we measure* (numbers above; (a) and the spectra of (c) are one captured round of a short
 small-regime run, `rounds` rounds; the accuracies of (b) and (c) are 2000-round runs):""")
