@@ -13,11 +13,17 @@ t2 = load_table("table2a_acc", D)
 pld = load_table("table2a_pld", D)
 nr = load_table("noise_readings", D)
 _cif = load_table("table2a_cifar", D)
-_cn = None if _cif is None else _cif[_cif.row == "none"].final_accuracy
-CIF_TXT = (f"CIFAR-10 at the paper's partition (1000 clients, 200 a round; about 2 s a round on one\n   core, an hour a cell): "
-           f"undefended {100 * float(_cn.mean()):.1f} % after 2000 rounds ({len(_cn)} seed{'s' if len(_cn) > 1 else ''}; paper 54.15 %); "
-           f"its defended cells have not run." if _cn is not None and len(_cn) else
-           "CIFAR-10 at the paper's partition (about 1.6 s a round, an hour\n   a cell) is not in the campaign yet.")
+from fedshield.report import accuracy_beside_paper
+CIF_TXT = ("CIFAR-10 at the paper's partition (1000 clients, 200 a round; about 2 s a round on one\n   idle core, "
+           "1-2 hours a cell; PLD about 2.4 times that), after 2000 rounds: "
+           + accuracy_beside_paper(_cif, "cifar10") + ".")
+_pc = paper_table("II[A]").query("metric == 'ACC' and dataset == 'CIFAR-10'").set_index("row").value
+_ca = {} if _cif is None else _cif.groupby("row").final_accuracy.mean().to_dict()
+if {"none", "ours", "gc", "dp-g"} <= set(_ca):
+    _same = abs(_ca["none"] - _ca["ours"]) < 0.02 and abs(_ca["none"] - _ca["dp-g"]) < 0.02 and _ca["none"] - _ca["gc"] < 0.10
+    CIF_TXT += (f" {'The same pattern' if _same else 'Not the same pattern'} as on MNIST: Ours and DP-G within "
+                f"{100 * max(abs(_ca['none'] - _ca['ours']), abs(_ca['none'] - _ca['dp-g'])):.1f} points of undefended, "
+                f"GC {100 * (_ca['none'] - _ca['gc']):.1f} points below (the paper: {_pc['none'] - _pc['GC']:.1f}).")
 f2 = load_table("fig2_table3de", D)
 cr = load_table("compensation_rules", D)
 ce = load_table("compensation_rules_error", D)
