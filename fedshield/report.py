@@ -64,14 +64,41 @@ def beside_paper(ours, table: str, *, on: tuple[str, ...] = ("dataset", "row", "
     return out
 
 
+def fewer_rounds(tab):
+    """Boolean Series over the rows of a FedAvg campaign table (columns ``dataset, rounds``): True
+    for a cell run at fewer rounds than the longest cell of its dataset in ``tab``, i.e. a cell
+    that did not fit the budget and ran at a reduced scale (its ``rounds`` says which). Its final
+    accuracy is not the paper's-scale ACC; its round time still is a per-round cost."""
+    import pandas as pd
+
+    if tab is None or not len(tab) or "rounds" not in tab:
+        return pd.Series(False, index=getattr(tab, "index", None), dtype=bool)
+    r = tab.rounds.astype(int)
+    return r < r.groupby(tab.dataset).transform("max")
+
+
+def accuracy_at(tab, dataset: str, row: str, rounds: int) -> float:
+    """The mean over seeds of ``row``'s accuracy at evaluation round ``rounds`` on ``dataset``, read
+    from the cells' accuracy curves (``eval_rounds``, ``accuracy``); NaN where no cell of that row
+    was evaluated at that round."""
+    if tab is None or not len(tab):
+        return float("nan")
+    vals = [a[list(e).index(rounds)] for e, a in zip(tab[(tab.dataset == dataset) & (tab.row == row)].eval_rounds,
+                                                       tab[(tab.dataset == dataset) & (tab.row == row)].accuracy)
+            if rounds in list(e)]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
 def accuracy_beside_paper(tab, dataset: str, *, table: str = "II[A]",
                           rows=("none", "ours", "gc", "dp-g", "dp-l", "pld")) -> str:
     """One Markdown sentence of the final accuracies of a FedAvg campaign table ``tab`` (columns
     ``dataset, row, final_accuracy``; one row per seed) on ``dataset``, each defense's mean over its
     seeds beside the paper's ACC of ``table``, then the defenses of ``rows`` not run yet, e.g.
     ``"undefended 43.9 % (1 seed; paper 54.15 %); Ours 44.0 % (1 seed; paper 52.47 %); not run yet:
-    GC, PLD"``. The chapters print it from the committed table instead of keeping the numbers in
-    their prose."""
+    GC, PLD"``. A cell run at fewer rounds than the rest (:func:`fewer_rounds`, a cell over the
+    budget) is marked with its scale and put beside the undefended run's accuracy at that round,
+    not beside the paper's 2000-round number. The chapters print it from the committed table
+    instead of keeping the numbers in their prose."""
     if dataset not in PAPER_DATASET:
         raise FedshieldError(f"unknown dataset {dataset!r}; choose from {list(PAPER_DATASET)}")
     unknown = [r for r in rows if r not in PAPER_DEFENSE]
@@ -80,15 +107,25 @@ def accuracy_beside_paper(tab, dataset: str, *, table: str = "II[A]",
     paper = paper_table(table).query("metric == 'ACC' and dataset == @PAPER_DATASET[@dataset]")
     paper = dict(zip(paper.row, paper.value))
     mine = tab[tab.dataset == dataset] if tab is not None and len(tab) else None
+    short = fewer_rounds(mine) if mine is not None else None
     done, left = [], []
     for r in rows:
-        v = mine[mine.row == r].final_accuracy if mine is not None else ()
+        sel = mine[mine.row == r] if mine is not None else None
+        v = sel.final_accuracy if sel is not None else ()
         name = "undefended" if r == "none" else PAPER_DEFENSE[r]
         if not len(v):
             left.append(name)
             continue
+        seeds = f"{len(v)} seed{'s' if len(v) > 1 else ''}"
+        if short[sel.index].any():
+            n = int(sel.rounds.min())
+            base = accuracy_at(mine, dataset, "none", n)
+            done.append(f"{name} {100 * float(v.mean()):.1f} % after only {n} rounds ({seeds}; 2000 rounds are over "
+                        f"the budget at {float(sel.mean_round_time.mean()):.1f} s a round; undefended "
+                        + ("n/a" if base != base else f"{100 * base:.1f} %") + f" at round {n})")
+            continue
         ref = paper.get(PAPER_DEFENSE[r])
-        done.append(f"{name} {100 * float(v.mean()):.1f} % ({len(v)} seed{'s' if len(v) > 1 else ''}"
+        done.append(f"{name} {100 * float(v.mean()):.1f} % ({seeds}"
                     + (f"; paper {ref:.2f} %" if ref is not None else "") + ")")
     return "; ".join(done + ([f"not run yet: {', '.join(left)}"] if left else []))
 

@@ -139,5 +139,26 @@ def test_accuracy_beside_paper_averages_seeds_quotes_the_paper_and_lists_what_is
     assert accuracy_beside_paper(None, "mnist", rows=("ours",)) == "not run yet: Ours"
     with pytest.raises(FedshieldError, match="dataset"):
         accuracy_beside_paper(t, "svhn")
+    # a cell over the budget, run at fewer rounds, is marked and compared at its own round, not with the paper
+    c = pd.DataFrame({"dataset": ["cifar10"] * 3, "row": ["none", "gc", "pld"], "rounds": [2000, 2000, 300],
+                      "final_accuracy": [0.439, 0.401, 0.31], "mean_round_time": [2.7, 2.7, 7.8],
+                      "eval_rounds": [[100, 200, 300, 2000], [100, 200, 300, 2000], [100, 200, 300]],
+                      "accuracy": [[0.25, 0.3, 0.334, 0.439], [0.25, 0.3, 0.318, 0.401], [0.24, 0.29, 0.31]]})
+    s = accuracy_beside_paper(c, "cifar10", rows=("none", "gc", "pld"))
+    assert s.endswith("PLD 31.0 % after only 300 rounds (1 seed; 2000 rounds are over the budget at 7.8 s a round; "
+                      "undefended 33.4 % at round 300)")
+    assert f"GC 40.1 % (1 seed; paper {pa['GC']:.2f} %)" in s and str(pa["PLD"]) not in s
     with pytest.raises(FedshieldError, match="rows"):
         accuracy_beside_paper(t, "mnist", rows=("dp",))
+
+
+def test_fewer_rounds_marks_cells_over_the_budget_and_accuracy_at_reads_the_curve():
+    from fedshield.report import accuracy_at, fewer_rounds
+    t = pd.DataFrame({"dataset": ["cifar10", "cifar10", "mnist"], "row": ["none", "pld", "none"],
+                      "rounds": [2000, 300, 3], "eval_rounds": [[100, 300], [300], [3]],
+                      "accuracy": [[0.2, 0.33], [0.3], [0.1]]})
+    assert fewer_rounds(t).tolist() == [False, True, False]       # per dataset: MNIST's 3 rounds are its longest
+    assert not fewer_rounds(t.drop(columns="rounds")).any() and not fewer_rounds(None).any()
+    assert accuracy_at(t, "cifar10", "none", 300) == pytest.approx(0.33)
+    assert accuracy_at(t, "cifar10", "none", 200) != accuracy_at(t, "cifar10", "none", 200)   # NaN: not evaluated
+    assert accuracy_at(None, "mnist", "none", 3) != accuracy_at(None, "mnist", "none", 3)

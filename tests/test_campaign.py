@@ -1,4 +1,5 @@
 """The paper-scale campaign: cells, keys, resumable tables, the calibrated setting, plans."""
+import pandas as pd
 import pytest
 import torch
 
@@ -48,6 +49,13 @@ def test_plans_cover_the_issue():
     assert C.clip_bound("mnist") == pytest.approx(0.1 * 17038 ** 0.5, abs=0.01)
     cf = C.plan("table2a_cifar", (0,))
     assert [c.defense for c in cf] == list(C.TABLE2A_DEFENSES) and {c.dataset for c in cf} == {"cifar10"}
+    # PLD on CIFAR-10 is over the budget at 2000 rounds: it runs SHORT_CELLS' rounds, the rest 2000;
+    # the smoke profile's miniature replaces every cell's rounds
+    assert {c.defense: c.rounds for c in cf} == {**{d: 2000 for d in C.TABLE2A_DEFENSES}, "pld": 300}
+    assert C.SHORT_CELLS == {("cifar10", "pld"): 300}
+    assert {c.rounds for c in C.plan("table2a_cifar", (0,), rounds=3)} == {3}
+    tab = pd.DataFrame({"dataset": ["cifar10"] * 2, "row": ["none", "pld"], "rounds": [c.rounds for c in cf if c.defense in ("none", "pld")]})
+    assert C.at_paper_scale(tab).row.tolist() == ["none"]
     assert cf[0].config().n_clients == 1000 and cf[0].config().per_round == 200
     with pytest.raises(FedshieldError, match="unknown plan"):
         C.plan("table9")

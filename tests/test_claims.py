@@ -86,6 +86,12 @@ def test_paper_scale_table2a_claims():
     assert ok is False and "cifar10: 0.440 vs 0.400" in meas and "mnist:" in meas
     assert C.paper_scale_ours_accuracy({**t_mn, "table2a_cifar": cif.iloc[:1]})[1] is True   # CIFAR-10 Ours not run
     assert "table2a_cifar" in C.tables_needed()
+    # a CIFAR-10 cell run at fewer rounds (over the budget) is no 2000-round ACC: the verdicts skip it
+    short = campaign({("cifar10", "none", 0): 0.44, ("cifar10", "dp-g", 0): 0.10}).assign(rounds=[2000, 300])
+    meas, ok = C.paper_scale_dp_chance({**t_mn, "table2a_cifar": short})
+    assert "cifar10" not in meas and ok is False
+    meas, ok = C.paper_scale_dp_chance({**t_mn, "table2a_cifar": short.assign(rounds=2000)})
+    assert "cifar10 dp-g: 0.100" in meas
 
 
 def test_paper_scale_fig2_q_clipping_claims():
