@@ -1,5 +1,5 @@
-"""Data-driven attack prose (issue 13) for chapters 1, 9 and 10.4 and the README from the committed attack
-tables (chapter 7's discussion and chapter 10's frontier verdict are code cells of their chapters)."""
+"""Data-driven attack prose (issue 13) for chapters 1 and 10.4 and the README from the committed attack
+tables (chapter 7's and chapter 9's discussions and chapter 10's frontier verdict are code cells of their chapters)."""
 import pathlib
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -146,37 +146,7 @@ else:
 readme.write_text(s)
 print("readme ok")
 
-# ------------------------------------------------------------------ chapter 9 items 1 and 14
-path9 = NB + "09_summary.ipynb"
-nb = read_notebook(path9)
-src = "".join(nb["cells"][-1]["source"])
-item1 = f"""1. **Scale.** Accuracy and round time are at the paper's scale: 2000 FedAvg rounds at its partition
-   and local training ({{doc}}`08_paper_scale`). So are the DLG attacks of Tables I and II[A]: 500 L-BFGS
-   steps, 8 victims for the rows that decide the verdicts ({', '.join(NAME[d] for d in A_DS)} complete so far), with
-   verdicts paired over the victims. Inverting Gradients runs at the paper's 1000 Adam steps on the
-   width-64 ConvNet ({A.attack_status('attacks_ig', PLAN_IG, D)[0]} of {A.attack_status('attacks_ig', PLAN_IG, D)[1]} planned victims so far; 3 to 7 minutes of one core each), and the
-   Table III attacks of Chapters 2, 3 and 5 still run at a small scale (each chapter prints it)."""
-def muted_line():
-    return per_ds(lambda d: f"{f1(med(dlg, PLAN_DLG, d, 'Ours-muted'))} dB (Ours {f1(med(dlg, PLAN_DLG, d, 'Ours'))}, undefended {f1(med(dlg, PLAN_DLG, d, 'none'))})", A_DS, "; ")
-item14 = f"""14. **The attacks at the paper's scale** (Chapter 7, DLG, 500 L-BFGS steps, medians over 8 victims).
-   The undefended attack reconstructs every victim almost exactly. Against the plain attacker Ours
-   lowers the PSNR on every victim ({per_ds(lambda d: pstr(paired(dlg, PLAN_DLG, d, 'Ours', 'none', 'less')), A_DS, '; ')}), but less than GC, DP and PLD
-   do, and a quarter of its victims keep a blurred image. The attacker who locates the noised slices
-   gets the image back: {muted_line()}. The paper's argument that an attacker cannot tell which
-   slices are noisy does not hold at its own noise level; Chapter 10 measures which configurations do hold."""
-def replace_item(src, k, text):
-    start = src.index(f"{k}. **")
-    nxt = re.search(rf"\n{k + 1}\. \*\*", src[start:])
-    end = start + nxt.start() + 1 if nxt else len(src)
-    return src[:start] + text + "\n" + src[end:].lstrip("\n") if nxt else src[:start] + text + "\n"
-src = replace_item(src, 1, item1)
-if "14. **" in src:
-    src = replace_item(src, 14, item14)
-else:
-    src = src.rstrip("\n") + "\n\n" + item14 + "\n"
-nb["cells"][-1]["source"] = src.splitlines(keepends=True)
-write_notebook(nb, path9)
-print("ch9 ok")
+# chapter 9's discussion is printed by its own code cell from the committed tables (fedshield.summary, session 9)
 
 # ------------------------------------------------------------------ chapter 10: training, frontier
 import nbformat

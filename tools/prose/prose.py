@@ -134,6 +134,13 @@ readme.write_text(s)
 print("intro/readme ok")
 
 ppc = load_table("paper_profile_cost", D).set_index("dataset")
+from fedshield.experiments.campaign import SHORT_CELLS
+SHORT = SHORT_CELLS[("cifar10", "pld")]
+_cif = load_table("table2a_cifar", D)
+_pr = None if _cif is None else _cif[(_cif.defense == "pld") & (_cif.rounds == SHORT)]
+PLD_RUN = ("" if _pr is None or not len(_pr) else
+           f" (measured: {float(_pr.mean_round_time.mean()):.1f} s a round, of which {float(_pr.defense_client.mean()):.1f} s "
+           f"the feature score, with two jobs on the two cores)")
 set_md(NB + "08_paper_scale.ipynb", "## 8.6 What is not measured yet", None, f"""## 8.6 What is not measured yet
 
 The cells still missing from the tables above are listed here by plan; `tools/campaign.py PLAN`
@@ -150,9 +157,9 @@ one cell per worker, resumed from its checkpoint when a piece is cut at 55 minut
 lists the cells that have run, and the CIFAR-10 columns of Table II[A] (Chapter 7) read NaN where a cell is missing. PLD is
 the expensive one: its feature score (16 probes for each of a round's ~4,000 local images) made a
 CIFAR-10 round 12.7 s against the undefended 4.4 s, the two measured one after the other for 3 rounds
-under the same load (three jobs on the two cores; 7-8 s against 2.7 s on an otherwise idle core), so a
-2000-round PLD cell is four to five hours of one core, more than a session. It is the one cell of
-Table II[A] over the budget and runs **300 rounds** (`campaign.SHORT_CELLS`): its row is marked with
-its rounds, its accuracy is put beside the undefended run's at round 300 (not beside the paper's ACC),
-and its round time is the per-round cost the issue asks for. Its stored round times were measured on a shared machine and are not ART
+under the same load (three jobs on the two cores; session 9, before the score shared its primal pass,
+`benchmarks/bench_pld.py`), so a 2000-round PLD cell is several hours of one core, more than a session.
+It is the one cell of Table II[A] over the budget and runs **{SHORT} rounds** (`campaign.SHORT_CELLS`):
+its row is marked with its rounds, its accuracy is put beside the undefended run's at that round (not
+beside the paper's ACC), and its round time is the per-round cost the issue asks for{PLD_RUN}. Its stored round times were measured on a shared machine and are not ART
 figures; ART is measured side by side on MNIST (8.5).""")

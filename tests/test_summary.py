@@ -1,0 +1,201 @@
+"""Chapter 9's discussion (fedshield.summary) on small hand-made tables: the numbers it must print,
+the verdicts and their margins, "not run yet" for what is missing, no ACC from a short cell."""
+import os
+import re
+
+import pandas as pd
+import pytest
+
+from fedshield import summary as S
+from fedshield.experiments import attack_campaign as A
+
+
+# ------------------------------------------------------------------------------------- builders
+def fedavg_rows(dataset, accs, *, seeds=(0, 1, 2), rounds=2000, time=0.1):
+    """One campaign row per seed and row name of ``accs`` ({row: final accuracy})."""
+    return [dict(dataset=dataset, row=r, defense=r, seed=s, rounds=rounds, final_accuracy=a, mean_round_time=time,
+                 eval_rounds=[0, rounds // 2, rounds], accuracy=[0.1, a / 2, a], defense_round_start=0.0,
+                 defense_client=0.0, defense_server=0.0)
+            for r, a in accs.items() for s in seeds]
+
+
+def victim_rows(plan, dataset, psnr, *, victims=None, detect=None, ssim=0.5):
+    """Rows of ``plan``'s cells on ``dataset`` ({row: PSNR}), every planned victim unless ``victims``."""
+    out = []
+    for c in A.attack_plan(plan):
+        if c.config.dataset != dataset or c.row not in psnr:
+            continue
+        for v in range(c.config.images if victims is None else victims):
+            out.append(dict(cell=c.key(), dataset=dataset, row=c.row, victim=v, psnr=psnr[c.row], ssim=ssim,
+                            detect_precision=(detect if c.config.muted else None), seconds=120.0))
+    return out
+
+
+def long3(rows):
+    """A Table III long frame from ``[(table, dataset, row, psnr, victims)]``."""
+    return pd.DataFrame([dict(table=t, dataset=d, row=r, metric=m, value=v if m == "PSNR" else 0.1, q1=v, q3=v,
+                              victims=n) for t, d, r, v, n in rows for m in ("PSNR", "SSIM")],
+                        columns=["table", "dataset", "row", "metric", "value", "q1", "q3", "victims"])
+
+
+MISSING_COLS = ["table", "dataset", "row", "victims", "planned"]
+
+
+# ------------------------------------------------------------------------------------- missing
+def test_every_item_renders_without_any_table_and_says_not_run_yet():
+    text = S.discussion({})
+    numbers = [int(m) for m in re.findall(r"^(\d+)\. \*\*", text, flags=re.M)]
+    assert numbers == list(range(1, len(S.ITEMS) + 1)) == list(range(1, 16))
+    assert S.NOT_RUN in text
+    assert "nan" not in text.lower().replace("nan ", "")  # no NaN leaks as a number
+    assert "**supported**" not in text and "**NOT supported**" not in text   # no verdict without numbers
+
+
+def test_load_tables_from_an_empty_results_folder(tmp_path):
+    before = os.environ.get("FEDSHIELD_RESULTS")
+    tabs = S.load_tables("default", results=tmp_path)
+    assert os.environ.get("FEDSHIELD_RESULTS") == before          # the override is undone
+    assert all(tabs[n] is None for n in S.TABLES)
+    assert tabs["table3_long"].empty
+    assert len(tabs["table3_missing"]) == len(A.attack_plan("attacks_table3")) + len(
+        [c for c in A.attack_plan("attacks_ig") if c.row == "Ours"])
+    assert S.NOT_RUN in S.item_slicing(tabs)
+
+
+def test_load_tables_reads_the_folder_it_is_given(tmp_path):
+    from fedshield.report import save_table
+    from fedshield.summary import results_at
+    with results_at(tmp_path):
+        save_table("table2a_acc", pd.DataFrame(fedavg_rows("mnist", {"none": 0.5})), "default")
+    tabs = S.load_tables("default", results=tmp_path)
+    assert tabs["table2a_acc"] is not None and len(tabs["table2a_acc"]) == 3
+    assert "undefended 50.0 % (3 seeds)" in S.item_compensation(tabs)
+
+
+# ------------------------------------------------------------------------------------- FedAvg
+def acc_tables(ours=0.89, gc=0.50, dp=0.10):
+    rows = []
+    for ds in ("mnist", "fmnist"):
+        rows += fedavg_rows(ds, {"none": 0.90, "ours": ours, "gc": gc, "dp-g": dp, "dp-l": dp + 0.01})
+    return {"table2a_acc": pd.DataFrame(rows)}
+
+
+def test_accuracy_item_prints_the_means_and_derives_the_verdicts():
+    text = S.item_accuracy(acc_tables())
+    assert "90.0 / 89.0 / 50.0 / 10.0 / 11.0 % on MNIST" in text
+    assert "keeps accuracy (within 2 points of undefended) is **supported**" in text
+    assert "(more than 25 points; the paper: 55.2 on MNIST) is **supported**" in text
+    assert "DP falls to chance (below 15 %; the paper: 10.37 %) is **supported**" in text
+    text = S.item_accuracy(acc_tables(ours=0.80, gc=0.85, dp=0.88))
+    assert "keeps accuracy (within 2 points of undefended) is **NOT supported**" in text
+    assert "is **NOT supported**: GC costs at most 5.0 points" in text
+    assert "is **NOT supported**: DP ends at 88.0 % at the least" in text
+
+
+def test_a_cell_at_fewer_rounds_is_not_quoted_as_acc():
+    cif = pd.DataFrame(fedavg_rows("cifar10", {"none": 0.44, "ours": 0.43}, seeds=(0,), time=2.0)
+                       + fedavg_rows("cifar10", {"pld": 0.30}, seeds=(0,), rounds=300, time=5.0))
+    tabs = {"table2a_cifar": cif}
+    assert S.fedavg(tabs, "table2a_cifar", "cifar10", "none") == (pytest.approx(0.44), 1)
+    v, n = S.fedavg(tabs, "table2a_cifar", "cifar10", "pld")
+    assert n == 0 and v != v
+    text = S.cifar_sentence(tabs)
+    assert "undefended 44.0 % (1 seed; paper 54.15 %)" in text
+    assert "PLD 30.0 % after only 300 rounds" in text and "PLD 30.0 % (1 seed" not in text
+    assert "not run yet: GC, DP-G, DP-L" in text
+    # a short cell in another FedAvg table is left out of the mean as well
+    short = pd.DataFrame(fedavg_rows("mnist", {"none": 0.9}, seeds=(0, 1)) + fedavg_rows("mnist", {"none": 0.2},
+                                                                                          seeds=(2,), rounds=100))
+    assert S.fedavg({"table2a_acc": short}, "table2a_acc", "mnist", "none") == (pytest.approx(0.9), 2)
+
+
+def test_cifar_pattern_uses_its_margins():
+    same = pd.DataFrame(fedavg_rows("cifar10", {"none": 0.44, "ours": 0.435, "gc": 0.40, "dp-g": 0.44}, seeds=(0,)))
+    assert "The same pattern as on MNIST" in S.cifar_sentence({"table2a_cifar": same})
+    diff = pd.DataFrame(fedavg_rows("cifar10", {"none": 0.44, "ours": 0.40, "gc": 0.40, "dp-g": 0.44}, seeds=(0,)))
+    text = S.cifar_sentence({"table2a_cifar": diff})
+    assert "Not the same pattern" in text and "within 4.0 points of undefended" in text
+
+
+# ------------------------------------------------------------------------------------- Table III
+def test_slicing_verdict_with_its_margin_and_the_missing_datasets():
+    tabs = {"table3_long": long3([("III[A]", "MNIST", "sensitivity", 9.0, 4), ("III[A]", "MNIST", "layer size", 14.0, 2)])}
+    text = S.item_slicing(tabs)
+    assert "MNIST 9.0 dB (4 victims) vs 14.0 dB (2 victims) (the paper: 9.83 vs 14.51 dB)" in text
+    assert "**supported**" in text
+    assert "Fashion-MNIST, CIFAR-10: not run yet" in text
+    tabs = {"table3_long": long3([("III[A]", "MNIST", "sensitivity", 9.0, 4), ("III[A]", "MNIST", "layer size", 9.5, 2)])}
+    assert "**NOT supported**" in S.item_slicing(tabs)
+
+
+def test_scale_item_lists_the_table3_cells_still_missing():
+    tabs = {"table3_long": long3([("III[A]", "MNIST", "layer size", 4.0, 2), ("III[E]", "MNIST", "clipping", 4.2, 2),
+                                  ("III[A]", "CIFAR-10", "layer size", 6.0, 1)]),
+            "table3_missing": pd.DataFrame([("III[A]", "CIFAR-10", "layer size", 1, 2),
+                                            ("III[E]", "CIFAR-10", "clipping", 0, 2)], columns=MISSING_COLS)}
+    text = S.item_scale(tabs)
+    assert "MNIST 2 of 2 cells complete" in text
+    assert "CIFAR-10 0 of 2 cells complete (missing: III[A] layer size (1 of 2 victims), III[E] clipping)" in text
+
+
+def test_root_set_item_quotes_the_gia_sweeps():
+    rows = [("III[B]", "MNIST", f"root size {n}", 4.0 + 0.1 * i, 2) for i, n in enumerate((50, 100, 200, 300, 400))]
+    text = S.item_root_set({"table3_long": long3(rows)})
+    assert "III[B] MNIST 4.0-4.4 dB over root sizes 50-400 (5 of 5 rows, 2 victims each" in text
+    assert "III[C] MNIST not run yet" in text
+    assert "neither changes the attack's PSNR" in text
+    rows[0] = ("III[B]", "MNIST", "root size 50", 9.0, 2)
+    assert "changes the attack's PSNR by more than 1 dB" in S.item_root_set({"table3_long": long3(rows)})
+
+
+# ------------------------------------------------------------------------------------- attacks
+def dlg_tables(muted=65.0):
+    psnr = {"none": 70.0, "Ours": 10.0, "Ours-muted": muted, "PLD-muted": 60.0, "GC": 5.0, "DP-G": 5.0, "DP-L": 5.0,
+            "PLD": 5.0}
+    return {"attacks_dlg": pd.DataFrame(victim_rows("attacks_dlg", "mnist", psnr, detect=1.0))}
+
+
+def test_muted_and_attack_items_quote_the_victims():
+    tabs = dlg_tables()
+    assert S.complete_datasets(tabs) == ["mnist"]
+    text = S.item_muted(tabs)
+    assert "detection precision MNIST 1.00" in text and "MNIST 65.0 dB against 70.0 undefended" in text
+    text = S.item_attacks(tabs)
+    assert "MNIST 8/8 victims" in text and "MNIST 65.0 dB (Ours 10.0, undefended 70.0)" in text
+    assert "less than GC, DP-G and PLD do on MNIST" in text
+    # one victim missing: the dataset is not complete and its numbers are not quoted
+    t = tabs["attacks_dlg"]
+    cut = {"attacks_dlg": t.drop(t.index[-1])}
+    assert S.complete_datasets(cut) == []
+    assert S.NOT_RUN in S.item_attacks(cut)
+
+
+def test_ig_item_counts_the_victims_and_lists_only_rows_that_ran():
+    t = pd.DataFrame(victim_rows("attacks_ig", "cifar10", {"none": 20.0, "Ours": 6.0}, victims=1))
+    tabs = {"attacks_ig": t}
+    done, total = S.plan_status(tabs, "attacks_ig")
+    assert done == 2
+    text = S.item_ig(tabs)
+    assert f"2 of {total}" in text
+    assert "CIFAR-10: none 20.0 dB (SSIM 0.50, 1 victim); Ours 6.0 dB (SSIM 0.50, 1 victim)" in text
+    assert "Ours-muted" not in text.split("Medians over")[1].split("planned")[0]
+    assert "MNIST:" not in text
+
+
+def test_frontier_item_lists_the_points_that_meet_the_goal():
+    fr = pd.DataFrame([dict(dataset="mnist", family="undefended", setting="undefended", acc=0.90, psnr_median=70.0),
+                       dict(dataset="mnist", family="DP-G", setting="DP-G", acc=0.895, psnr_median=4.0),
+                       dict(dataset="mnist", family="Ours", setting="Ours", acc=0.89, psnr_median=60.0)])
+    text = S.item_frontier({"frontier_points": fr})
+    assert "MNIST (2 points): DP-G (89.5 %, 4.0 dB)" in text and "Ours (89.0" not in text
+    assert "CIFAR-10 is not on the frontier yet" in text
+    assert S.NOT_RUN in S.item_frontier({})
+
+
+def test_convergence_item_derives_its_ratios():
+    c = pd.DataFrame([dict(sigma=0.1, compensated=False, holds=True, psi=1.0, psi_theory=1.0),
+                      dict(sigma=0.1, compensated=True, holds=True, psi=0.25, psi_theory=1.0),
+                      dict(sigma=0.2, compensated=False, holds=False, psi=4.4, psi_theory=4.0),
+                      dict(sigma=0.2, compensated=True, holds=True, psi=2.0, psi_theory=4.0)])
+    text = S.item_convergence({"convergence": c})
+    assert "holds in 3 of 4 settings" in text and "within 10.0 %" in text and "2.2-4.0 times" in text
