@@ -136,6 +136,17 @@ def test_clipping_convergence_root_slicing_table1():
     assert C.small_root_enough({"table3b_root_size": b})[1] is True
     a = pd.DataFrame({"setting": ["ours, risk slicing", "ours, size slicing"], "psnr": [6.7, 6.8]})
     assert C.risk_vs_size({"table3a_slicing": a})[1] is False
+    assert "small regime" in C.risk_vs_size({"table3a_slicing": a})[0]
+    # at the GIA scale where it has run: the same victims (test image index) under both slicings
+    ig = pd.DataFrame({"dataset": "mnist", "row": ["Ours", "Ours", "Ours", "none"], "muted": False, "iterations": 1000,
+                       "width": 64, "index": [3, 7, 9, 3], "psnr": [4.0, 5.0, 30.0, 30.0]})
+    t3 = pd.DataFrame({"dataset": "mnist", "table": "III[A]", "setting": "layer size", "muted": False,
+                       "iterations": [1000, 1000, 50], "width": 64, "index": [3, 7, 9], "psnr": [9.0, 8.0, 1.0]})
+    meas, ok = C.risk_vs_size({"table3a_slicing": a, "attacks_ig": ig, "attacks_table3": t3})
+    assert ok is True and "mnist 4.50 vs 8.50 dB (2 victims)" in meas     # the 50-step victim is not the GIA scale
+    meas, ok = C.risk_vs_size({"table3a_slicing": a, "attacks_ig": ig, "attacks_table3": t3.assign(psnr=5.0)})
+    assert ok is False
+    assert "attacks_table3" in C.tables_needed()
     t1 = pd.DataFrame({"dataset": ["mnist", "mnist"], "column": ["ours (perturbed)", "ours, muted attacker"],
                        "psnr": [8.0, 60.0]})
     assert C.muted_table1({"table1_threat_model": t1})[1] is False
