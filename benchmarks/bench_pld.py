@@ -7,11 +7,7 @@ with Gaussian probes (``feature_scores(probes=K)``). Printed side by side in one
 wall time of each on the same images, the ratio exact / probe, and how much of the exact pruned
 set (the fraction ``p`` of features with the smallest score, per image) the estimate prunes too.
 
-Then, on the CIFAR-10 LeNet and a FedAvg round's worth of images, the probe estimate's shared primal
-(one primal pass, the K products vmapped) against the primal repeated K times, as it was computed
-before: both times and their ratio, and whether the scores are the same.
-
-Usage: ``python benchmarks/bench_pld.py [--threads 2] [--images 8] [--probes 16,32,64] [--p 0.8] [--fl-images 512]``
+Usage: ``python benchmarks/bench_pld.py [--threads 2] [--images 8] [--probes 16,32,64] [--p 0.8]``
 """
 from __future__ import annotations
 
@@ -21,9 +17,7 @@ import time
 
 import torch
 
-from torch.func import jvp
-
-from fedshield.baselines import _PROBE_BATCH, feature_scores
+from fedshield.baselines import feature_scores
 from fedshield.models import ConvNet, LeNet
 
 
@@ -50,7 +44,6 @@ def main(argv=None) -> None:
     ap.add_argument("--probes", default="16,32,64")
     ap.add_argument("--p", type=float, default=0.8, help="pruned fraction (paper vs GIA: 0.8)")
     ap.add_argument("--repeat", type=int, default=2)
-    ap.add_argument("--fl-images", type=int, default=512, help="images of the shared-primal comparison")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} thread(s), load average {os.getloadavg()[0]:.1f}; "
@@ -69,34 +62,6 @@ def main(argv=None) -> None:
                                                           generator=torch.Generator().manual_seed(2)), args.repeat)
             print(f"{name:22s} {exact.shape[1]:5d} {t_exact:8.2f}s {K:4d} {t_probe:8.2f}s {t_exact / t_probe:11.1f}x "
                   f"{overlap(exact, est, args.p):15.3f}")
-    shared_primal(args.fl_images, 16, args.repeat)
-
-
-def repeated_primal(m, x, K: int, chunk: int, generator) -> torch.Tensor:
-    """The probe estimate as computed before: the primal repeated K times in one forward-mode pass
-    per ``chunk`` samples (the reference the shared-primal path is timed against)."""
-    out = []
-    with torch.no_grad():
-        for i in range(0, x.shape[0], chunk):
-            xb = x[i:i + chunk]
-            u = torch.randn((K * xb.shape[0],) + tuple(xb.shape[1:]), generator=generator)
-            _, t = jvp(m.features, (xb.repeat(K, 1, 1, 1),), (u,))
-            out.append(t.view(K, xb.shape[0], -1).pow(2).mean(0).sqrt() / (m.features(xb).abs() + 1e-10))
-    return torch.cat(out)
-
-
-def shared_primal(n: int, K: int, repeat: int) -> None:
-    """A FedAvg round's worth of PLD scoring on the CIFAR-10 LeNet (the campaign's 16 probes): the
-    repeated primal in pieces of 16 samples (before) against ``feature_scores``' shared primal
-    (now), the same probes, side by side."""
-    torch.manual_seed(0)
-    m = LeNet(dlg_init=True).eval()
-    x = torch.rand(n, 3, 32, 32, generator=torch.Generator().manual_seed(1))
-    t_old, old = best_of(lambda: repeated_primal(m, x, K, 16, torch.Generator().manual_seed(2)), repeat)
-    t_new, new = best_of(lambda: feature_scores(m, x, probes=K, generator=torch.Generator().manual_seed(2)), repeat)
-    same = torch.allclose(old, new, rtol=1e-5, atol=0)
-    print(f"\nLeNet-4, 3x32x32, {n} images, K={K}: repeated primal (16 a pass) {t_old:.2f}s, "
-          f"shared primal ({_PROBE_BATCH} a pass) {t_new:.2f}s: {t_old / t_new:.2f}x; same scores: {same}")
 
 
 if __name__ == "__main__":

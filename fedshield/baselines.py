@@ -151,14 +151,10 @@ class DPLaplace(_Noise):
 #: above this many features the exact feature scores are computed in pieces (memory)
 _WIDE_FEATURES = 1024
 _JAC_CHUNK = 32
-#: samples whose probe products are computed together (the probe estimate; measured on the CIFAR-10
-#: LeNet, one thread: 64-256 samples 2.3-2.7x faster than 16 with a repeated primal)
-_PROBE_BATCH = 128
 
 
 def feature_scores(model: nn.Module, x: Tensor, *, eps: float = 1e-10, chunk: int = 16,
-                   probes: Optional[int] = None, generator: Optional[torch.Generator] = None,
-                   probe_batch: int = _PROBE_BATCH) -> Tensor:
+                   probes: Optional[int] = None, generator: Optional[torch.Generator] = None) -> Tensor:
     """Soteria's per-sample feature scores ``||d r_j(x_b) / d x_b||_2 / (|r_j(x_b)| + eps)``,
     ``[N, F]``, for ``r = model.features`` (the FC layer's input), in eval mode.
 
@@ -169,16 +165,11 @@ def feature_scores(model: nn.Module, x: Tensor, *, eps: float = 1e-10, chunk: in
     (Hutchinson, as for the leakage risk), so ``K`` Jacobian-vector products (forward mode) give
     every feature's row norm at once: ``K`` instead of ``F`` passes (576 features for a width-16
     ConvNet). Each squared row norm is unbiased with relative standard deviation ``sqrt(2/K)``;
-    features far from the pruning threshold keep their side of it. Probes come from ``generator``,
-    drawn ``chunk`` samples at a time (``[K n, C, H, W]``, probe-major); the products are
-    vmapped over the ``K`` probes with the primal pass shared, ``probe_batch`` samples at a time
-    (one primal pass instead of ``K``; ``benchmarks/bench_pld.py`` prints the ratio). The draws do
-    not depend on ``probe_batch``: the same generator state gives the same scores.
+    features far from the pruning threshold keep their side of it. Probes come from ``generator``.
     """
     if not hasattr(model, "features"):
         raise FedshieldError("PLD needs a model with .features(x) (the FC layer's input representation)")
     probes = None if probes is None else check_int(probes, "probes")
-    chunk, probe_batch = check_int(chunk, "chunk"), check_int(probe_batch, "probe_batch")
     if x.dim() == 3:
         x = x.unsqueeze(0)
 
@@ -192,7 +183,7 @@ def feature_scores(model: nn.Module, x: Tensor, *, eps: float = 1e-10, chunk: in
         # a time and 32 vector-Jacobian products at once, else the backward pass is batched over
         # chunk x F cotangents (measured: 22 GB for 4 CIFAR-10 images, killed for memory)
         wide = probes is None and n_feat > _WIDE_FEATURES
-        step = 1 if wide else chunk if probes is None else chunk * max(1, probe_batch // chunk)  # draws unchanged
+        step = 1 if wide else chunk
         for i in range(0, x.shape[0], step):
             xb = x[i:i + step]
             r = model.features(xb)
@@ -200,20 +191,14 @@ def feature_scores(model: nn.Module, x: Tensor, *, eps: float = 1e-10, chunk: in
                 jac = vmap(jacrev(feat, chunk_size=_JAC_CHUNK if wide else None))(xb)  # [n, F, C, H, W]
                 norm = jac.flatten(2).norm(dim=2)
             else:
-                U = torch.cat([_probes(probes, xb[j:j + chunk], generator) for j in range(0, xb.shape[0], chunk)],
-                              dim=1)  # [K, n, C, H, W]
-                t = vmap(lambda u: jvp(model.features, (xb,), (u,))[1])(U)  # [K, n, F], one primal pass
-                norm = t.pow(2).mean(0).sqrt()
+                K = probes
+                u = torch.randn((K * xb.shape[0],) + tuple(xb.shape[1:]), generator=generator,
+                                dtype=xb.dtype, device=xb.device)
+                xr = xb.repeat(K, *([1] * (xb.dim() - 1)))  # probe-major: [K n, C, H, W]
+                _, t = jvp(model.features, (xr,), (u,))
+                norm = t.view(K, xb.shape[0], -1).pow(2).mean(0).sqrt()
             out.append(norm / (r.abs() + eps))
     return torch.cat(out)
-
-
-def _probes(K: int, xb: Tensor, generator: Optional[torch.Generator]) -> Tensor:
-    """``K`` Gaussian probes for each sample of ``xb`` as ``[K, n, ...]``, drawn in one call as
-    ``[K n, ...]`` (probe-major), the order the estimate has always drawn them in."""
-    u = torch.randn((K * xb.shape[0],) + tuple(xb.shape[1:]), generator=generator, dtype=xb.dtype,
-                    device=xb.device)
-    return u.view(K, *xb.shape)
 
 
 class PLD(Defense):

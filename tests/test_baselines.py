@@ -244,28 +244,3 @@ def test_dp_noise_on_every_local_step():
         assert not cls(variance=0.04).on_local_steps
     with pytest.raises(FedshieldError, match="where"):
         DPGaussian(where="round")
-
-
-def test_pld_probe_scores_share_the_primal_without_changing_the_draws():
-    """The probe estimate vmaps its K products over one primal pass, ``probe_batch`` samples at a
-    time; the scores equal those of the K-times-repeated primal (the former computation) on the
-    same probes, whatever ``probe_batch``, because the probes are still drawn ``chunk`` samples at
-    a time."""
-    from torch.func import jvp
-    torch.manual_seed(0)
-    m = LeNet(dlg_init=True).eval()
-    x = torch.rand(37, 3, 32, 32, generator=torch.Generator().manual_seed(1))
-    K, g = 4, torch.Generator().manual_seed(5)
-    ref = []
-    with torch.no_grad():
-        for i in range(0, x.shape[0], 16):   # the former loop: repeated primal, probe-major draws of 16 samples
-            xb = x[i:i + 16]
-            u = torch.randn((K * xb.shape[0],) + tuple(xb.shape[1:]), generator=g)
-            _, t = jvp(m.features, (xb.repeat(K, 1, 1, 1),), (u,))
-            ref.append(t.view(K, xb.shape[0], -1).pow(2).mean(0).sqrt() / (m.features(xb).abs() + 1e-10))
-    ref = torch.cat(ref)
-    for pb in (1, 16, 40, 128):
-        s = feature_scores(m, x, probes=K, generator=torch.Generator().manual_seed(5), probe_batch=pb)
-        assert torch.allclose(s, ref, rtol=1e-5, atol=0), pb
-    with pytest.raises(FedshieldError, match="probe_batch"):
-        feature_scores(m, x, probes=K, probe_batch=0)
