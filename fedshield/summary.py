@@ -19,7 +19,14 @@ from typing import Callable, Mapping, Optional
 import numpy as np
 import pandas as pd
 
+from .baselines import paper_defense_kwargs
+from .claims import FRONTIER_MAX_LOSS, FRONTIER_MAX_PSNR, frontier_goal
+from .experiments import attack_campaign as A
+from .experiments.attack_campaign import TABLE3_REFERENCE
+from .experiments.campaign import at_paper_scale, clip_bound, paper_scale_config
+from .profiles import get_profile
 from .report import PAPER_DATASET, accuracy_beside_paper, load_table, paper_table
+from .stats import paired_comparison
 
 __all__ = ["NOT_RUN", "TABLES", "MARGIN_DB", "ACC_TOLERANCE", "committed_results", "results_at", "load_tables",
            "ITEMS", "discussion"]
@@ -71,7 +78,6 @@ def load_tables(profile: str = "default", results=None) -> dict:
     ``None`` for a table not run; plus ``table3_long`` and ``table3_missing``, Table III[A, B, C, E] at
     the paper's GIA scale (:func:`fedshield.experiments.attack_campaign.table3_long`: the long table and
     the cells not complete as a frame ``table, dataset, row, victims, planned``)."""
-    from .experiments import attack_campaign as A
 
     with results_at(committed_results() if results is None else results):
         out = {name: load_table(name, profile) for name in TABLES}
@@ -110,7 +116,6 @@ def _s(n: int, word: str) -> str:
 
 @lru_cache(maxsize=None)
 def _plan(name: str) -> tuple:
-    from .experiments import attack_campaign as A
     return tuple(A.attack_plan(name))
 
 
@@ -156,7 +161,6 @@ def plan_status(tables: Tables, plan: str, datasets=None) -> tuple[int, int]:
 def complete_datasets(tables: Tables, plan: str = "attacks_dlg", rows=None,
                       want=("mnist", "fmnist", "cifar10")) -> list[str]:
     """The datasets of ``want`` on which every row (of ``rows``, default Table II's) has every victim."""
-    from .experiments import attack_campaign as A
     rows = [r for r, _, _ in A.TABLE2_ROWS] if rows is None else rows
     out = []
     for d in want:
@@ -171,7 +175,6 @@ def each(fn: Callable[[str], str], dsets, sep: str = ", ") -> str:
 
 
 def paired(tables: Tables, plan: str, ds: str, a: str, b: str, alternative: str) -> str:
-    from .stats import paired_comparison
     ra, rb = victims(tables, plan, ds, a), victims(tables, plan, ds, b)
     j = ra[["victim", "psnr"]].merge(rb[["victim", "psnr"]], on="victim", suffixes=("_a", "_b"))
     if not len(j):
@@ -185,7 +188,6 @@ def fedavg(tables: Tables, name: str, ds: str, row: str) -> tuple[float, int]:
     """``(mean final accuracy, seeds)`` of a FedAvg campaign cell over the seeds run at the paper's
     2000 rounds (a cell run at fewer rounds is left out: its accuracy is not an ACC); ``(nan, 0)``
     when none."""
-    from .experiments.campaign import at_paper_scale
     t = _t(tables, name)
     if t is None:
         return float("nan"), 0
@@ -249,7 +251,6 @@ def item_scale(tables: Tables) -> str:
 def table3_status(tables: Tables) -> str:
     """How far Table III at the GIA scale has come, per dataset: the cells complete, the cells missing
     (with their victims where some are done), and the paper-setting row (Table II[B]'s Ours) if short."""
-    from .experiments.attack_campaign import TABLE3_REFERENCE
     long3, miss = _t(tables, "table3_long"), tables.get("table3_missing")
     miss = pd.DataFrame(columns=["table", "dataset", "row", "victims", "planned"]) if miss is None else miss
     if long3 is None and not len(miss):
@@ -327,7 +328,6 @@ def cifar_sentence(tables: Tables) -> str:
     """CIFAR-10's FedAvg cells (``table2a_cifar``) beside the paper's ACC, through
     :func:`fedshield.report.accuracy_beside_paper` (a cell at fewer rounds is marked, not quoted as
     ACC), and whether they follow MNIST's pattern (margins :data:`ACC_TOLERANCE` and 10 points)."""
-    from .experiments.campaign import paper_scale_config
     t = _t(tables, "table2a_cifar")
     cfg = paper_scale_config("cifar10")
     head = f"CIFAR-10 at the paper's partition ({cfg.n_clients} clients, {cfg.per_round} a round)"
@@ -350,7 +350,6 @@ def cifar_sentence(tables: Tables) -> str:
 
 def item_muted(tables: Tables) -> str:
     """3. The muted (adaptive) attacker against the paper's ratios (DLG, Tables I and II[A])."""
-    from .baselines import paper_defense_kwargs
     kw = paper_defense_kwargs("ours", "dlg")
     dlg_it, dlg_n = _dlg_scale()
     a_ds = complete_datasets(tables)
@@ -411,7 +410,6 @@ def _db(v: float, n: int) -> str:
 
 def item_slicing(tables: Tables) -> str:
     """4. Table III[A] at the GIA scale: risk-based against layer-size slicing, verdict with :data:`MARGIN_DB`."""
-    from .baselines import paper_defense_kwargs
     ig_it, width = _ig_scale()
     got, left = [], []
     for ds in ("MNIST", "Fashion-MNIST", "CIFAR-10"):
@@ -431,7 +429,6 @@ def item_slicing(tables: Tables) -> str:
     small = ""
     if sm is not None and {"ours, risk slicing, muted attacker", "ours, size slicing, muted attacker"} <= set(sm.setting):
         s = sm.set_index("setting").psnr.astype(float)
-        from .profiles import get_profile
         sp = get_profile("slicing", "default")
         small = (f" Against the attacker who locates the slices, Chapter 3's small-scale run (width-{sp.ig_width} ConvNet, "
                  f"{sp.ig_iterations} Adam steps) leaks alike under both "
@@ -525,7 +522,6 @@ def item_compensation(tables: Tables) -> str:
 
 def item_clipping(tables: Tables) -> str:
     """7. Clipping: the single-update denoising argument, DLG under clipping, Table III[E]."""
-    from .experiments.campaign import clip_bound
     e = _t(tables, "table3e_clipping")
     if e is None:
         small = f"The small-scale clipping experiment (Chapter 5) has {NOT_RUN}."
@@ -613,7 +609,6 @@ def item_round_time(tables: Tables) -> str:
 
 def item_pld_score(tables: Tables) -> str:
     """10. PLD's score at our scale (the profile's options; the cost ratio is benchmarks/bench_pld.py's)."""
-    from .profiles import get_profile
     kw = dict(get_profile("main_results", "default").pld_kwargs["ig"])
     return f"""10. **PLD's score at our scale.** Soteria's exact score on every client image costs minutes per
    ConvNet round on a CPU. Table II[B]'s training runs score a random subset of {kw.get('max_samples', 'all')} images per client
@@ -712,7 +707,6 @@ def item_attacks(tables: Tables) -> str:
 
 def item_frontier(tables: Tables) -> str:
     """15. Beyond the paper: the adaptive attacker's frontier (Chapter 10.5)."""
-    from .claims import FRONTIER_MAX_LOSS, FRONTIER_MAX_PSNR, frontier_goal
     fr = _t(tables, "frontier_points")
     head = (f"15. **Beyond the paper: the adaptive attacker's frontier** (Chapter 10.5; accuracy after 2000 rounds, seed 0,\n"
             f"   against the PSNR of the strongest attacker that knows the defense). Within {100 * FRONTIER_MAX_LOSS:.0f} points "

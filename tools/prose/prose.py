@@ -157,8 +157,8 @@ one cell per worker, resumed from its checkpoint when a piece is cut at 55 minut
 lists the cells that have run, and the CIFAR-10 columns of Table II[A] (Chapter 7) read NaN where a cell is missing. PLD is
 the expensive one: its feature score (16 probes for each of a round's ~4,000 local images) made a
 CIFAR-10 round 12.7 s against the undefended 4.4 s, the two measured one after the other for 3 rounds
-under the same load (three jobs on the two cores; session 9, before the score shared its primal pass,
-`benchmarks/bench_pld.py`), so a 2000-round PLD cell is several hours of one core, more than a session.
+under the same load (three jobs on the two cores, session 9), so a 2000-round PLD cell is several hours
+of one core, more than a session.
 It is the one cell of Table II[A] over the budget and runs **{SHORT} rounds** (`campaign.SHORT_CELLS`):
 its row is marked with its rounds, its accuracy is put beside the undefended run's at that round (not
 beside the paper's ACC), and its round time is the per-round cost the issue asks for{PLD_RUN}. Its stored round times were measured on a shared machine and are not ART
