@@ -24,6 +24,15 @@ from .stats import paired_comparison
 
 VERDICTS = ("supported", "NOT supported", "inconclusive", "not tested")
 
+#: the margins of the verdicts, shared with the summary chapter's prose (``fedshield.summary``):
+#: two PSNRs closer than ``MARGIN_DB`` count as the same protection; two final accuracies closer
+#: than ``ACC_TOLERANCE`` as the same accuracy; GC "loses most" above ``GC_LOSS``; DP "falls to
+#: chance" below ``CHANCE_ACC``
+MARGIN_DB = 1.0
+ACC_TOLERANCE = 0.02
+GC_LOSS = 0.25
+CHANCE_ACC = 0.15
+
 #: the accuracy of a 10-class model that learnt nothing, and the margin above it that counts as learnt
 CHANCE = 0.1
 LEARNT = 0.2
@@ -204,7 +213,7 @@ def _gia_slicing_pairs(tables: Tables) -> dict:
     return out
 
 
-def risk_vs_size(tables: Tables, *, margin: float = 1.0) -> tuple[str, bool]:
+def risk_vs_size(tables: Tables, *, margin: float = MARGIN_DB) -> tuple[str, bool]:
     """Risk slicing protects better than size slicing: lower PSNR by more than ``margin`` dB.
 
     Decided at the paper's GIA scale where it has run (``attacks_ig`` and ``attacks_table3``: the
@@ -246,7 +255,7 @@ def q_matters(tables: Tables) -> tuple[str, bool]:
     return "; ".join(f"Q={q}: {v:.3f}" for q, v in d.items()), bool(d.loc[1] > d.drop(1).min())
 
 
-def clipping_stops_denoising(tables: Tables, *, margin: float = 1.0) -> tuple[str, bool]:
+def clipping_stops_denoising(tables: Tables, *, margin: float = MARGIN_DB) -> tuple[str, bool]:
     """Without clipping, the attacker's own compensation of one client's update gains > ``margin`` dB."""
     d = table(tables, "table3e_clipping")
     r = d[d.B == "none"].iloc[0]
@@ -302,7 +311,7 @@ def _seeds(d: pd.DataFrame) -> str:
     return f"{n.min()}" if n.min() == n.max() else f"{n.min()}-{n.max()}"
 
 
-def paper_scale_ours_accuracy(tables: Tables, *, tolerance: float = 0.02) -> tuple[str, bool]:
+def paper_scale_ours_accuracy(tables: Tables, *, tolerance: float = ACC_TOLERANCE) -> tuple[str, bool]:
     """The paper's "< 2 % accuracy loss": Ours' mean accuracy within ``tolerance`` of undefended on
     every dataset whose undefended run learnt (``table2a_acc`` and ``table2a_cifar``)."""
     d = _fedavg_table(tables)
@@ -314,7 +323,7 @@ def paper_scale_ours_accuracy(tables: Tables, *, tolerance: float = 0.02) -> tup
     return f"mean over {_seeds(d)} seeds: {meas}", all(acc[(ds, "none")] - acc[(ds, "ours")] < tolerance for ds in dss)
 
 
-def paper_scale_dp_chance(tables: Tables, *, chance: float = 0.15) -> tuple[str, bool]:
+def paper_scale_dp_chance(tables: Tables, *, chance: float = CHANCE_ACC) -> tuple[str, bool]:
     """The paper's DP columns at chance: DP-G and DP-L below ``chance`` (``table2a_acc`` and
     ``table2a_cifar``)."""
     d = _fedavg_table(tables)
@@ -325,7 +334,7 @@ def paper_scale_dp_chance(tables: Tables, *, chance: float = 0.15) -> tuple[str,
     return "; ".join(f"{ds} {r}: {acc[(ds, r)]:.3f}" for ds, r in cells), all(acc[c] < chance for c in cells)
 
 
-def paper_scale_gc_loses(tables: Tables, *, loss: float = 0.25) -> tuple[str, bool]:
+def paper_scale_gc_loses(tables: Tables, *, loss: float = GC_LOSS) -> tuple[str, bool]:
     """The paper's GC column: GC loses more than ``loss`` of accuracy (paper: 55 points)."""
     d = _fedavg_table(tables)
     acc = _mean_acc(d)

@@ -83,9 +83,8 @@ def accuracy_at(tab, dataset: str, row: str, rounds: int) -> float:
     was evaluated at that round."""
     if tab is None or not len(tab):
         return float("nan")
-    vals = [a[list(e).index(rounds)] for e, a in zip(tab[(tab.dataset == dataset) & (tab.row == row)].eval_rounds,
-                                                       tab[(tab.dataset == dataset) & (tab.row == row)].accuracy)
-            if rounds in list(e)]
+    sel = tab[(tab.dataset == dataset) & (tab.row == row)]
+    vals = [a[list(e).index(rounds)] for e, a in zip(sel.eval_rounds, sel.accuracy) if rounds in list(e)]
     return float(np.mean(vals)) if vals else float("nan")
 
 

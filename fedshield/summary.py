@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 
 from .baselines import paper_defense_kwargs
-from .claims import FRONTIER_MAX_LOSS, FRONTIER_MAX_PSNR, frontier_goal
+from .claims import (ACC_TOLERANCE, CHANCE_ACC, FRONTIER_MAX_LOSS, FRONTIER_MAX_PSNR, GC_LOSS, MARGIN_DB,
+                     frontier_goal)
 from .experiments import attack_campaign as A
 from .experiments.attack_campaign import TABLE3_REFERENCE
 from .experiments.campaign import at_paper_scale, clip_bound, paper_scale_config
@@ -38,14 +39,6 @@ TABLES = ("table2a_acc", "table2a_pld", "table2a_cifar", "calibration", "noise_r
           "compensation_rules", "compensation_rules_error", "art_benchmark", "convergence", "attacks_dlg",
           "attacks_ig", "attacks_label_aware", "frontier_points", "table3a_slicing", "table3b_root_size",
           "table3c_root_bias", "table3e_clipping", "leakage_risk_layers")
-#: two PSNRs closer than this (dB) count as the same protection (as ``claims.risk_vs_size``)
-MARGIN_DB = 1.0
-#: two final accuracies closer than this count as the same (as ``claims.paper_scale_ours_accuracy``)
-ACC_TOLERANCE = 0.02
-#: GC "loses most of the accuracy" when it loses more than this; DP "falls to chance" below this
-#: accuracy (as ``claims.paper_scale_gc_loses`` and ``claims.paper_scale_dp_chance``)
-GC_LOSS = 0.25
-CHANCE_ACC = 0.15
 #: a detector with a lower mean precision than this "fails" (as tools/prose/attack_prose.py had it)
 DETECTS = 0.8
 
