@@ -17,7 +17,11 @@ import numpy as np
 from .errors import FedshieldError
 
 
-def results_dir() -> Path:
+def results_dir(root=None) -> Path:
+    """Where measured tables live: ``root`` if given, else ``$FEDSHIELD_RESULTS``, else the
+    repository's ``results/``."""
+    if root is not None:
+        return Path(root)
     env = os.environ.get("FEDSHIELD_RESULTS")
     if env:
         return Path(env)
@@ -217,22 +221,23 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
-def save_table(name: str, df, profile: str) -> None:
+def save_table(name: str, df, profile: str, *, root=None) -> None:
     """Store a measured table (a pandas DataFrame) for the summary chapter (in
-    ``results/tables/<profile>/<name>.json``). Returns nothing, so that a notebook cell ending
-    with it prints no machine-specific path."""
-    p = results_dir() / "tables" / profile / f"{name}.json"
+    ``<root>/tables/<profile>/<name>.json``, :func:`results_dir`). Returns nothing, so that a
+    notebook cell ending with it prints no machine-specific path."""
+    p = results_dir(root) / "tables" / profile / f"{name}.json"
     p.parent.mkdir(parents=True, exist_ok=True)
     rows = [{k: _jsonable(v) for k, v in r.items()} for r in df.to_dict(orient="records")]
     p.write_text(json.dumps({"name": name, "profile": profile, "columns": list(df.columns), "rows": rows},
                             default=str, indent=1))
 
 
-def load_table(name: str, profile: str):
-    """The measured table ``name`` of ``profile`` as a DataFrame, or None if it was not run."""
+def load_table(name: str, profile: str, *, root=None):
+    """The measured table ``name`` of ``profile`` under ``root`` (:func:`results_dir`) as a
+    DataFrame, or None if it was not run."""
     import pandas as pd
 
-    p = results_dir() / "tables" / profile / f"{name}.json"
+    p = results_dir(root) / "tables" / profile / f"{name}.json"
     if not p.exists():
         return None
     d = json.loads(p.read_text())

@@ -10,8 +10,6 @@ than the paper's (:func:`fedshield.experiments.campaign.at_paper_scale`) is neve
 """
 from __future__ import annotations
 
-import os
-from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Mapping, Optional
@@ -29,7 +27,7 @@ from .profiles import get_profile
 from .report import PAPER_DATASET, accuracy_beside_paper, load_table, paper_table
 from .stats import paired_comparison
 
-__all__ = ["NOT_RUN", "TABLES", "MARGIN_DB", "ACC_TOLERANCE", "committed_results", "results_at", "load_tables",
+__all__ = ["NOT_RUN", "TABLES", "MARGIN_DB", "ACC_TOLERANCE", "committed_results", "load_tables",
            "ITEMS", "discussion"]
 
 NOT_RUN = "not run yet"
@@ -52,31 +50,17 @@ def committed_results() -> Path:
     return Path(__file__).resolve().parents[1] / "results"
 
 
-@contextmanager
-def results_at(path):
-    """Read (``fedshield.report.load_table``) from ``path`` instead of ``results_dir()`` inside the block."""
-    old = os.environ.get("FEDSHIELD_RESULTS")
-    os.environ["FEDSHIELD_RESULTS"] = str(path)
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("FEDSHIELD_RESULTS", None)
-        else:
-            os.environ["FEDSHIELD_RESULTS"] = old
-
-
 def load_tables(profile: str = "default", results=None) -> dict:
     """The tables of :data:`TABLES` at ``profile`` from ``results`` (default: :func:`committed_results`),
     ``None`` for a table not run; plus ``table3_long`` and ``table3_missing``, Table III[A, B, C, E] at
     the paper's GIA scale (:func:`fedshield.experiments.attack_campaign.table3_long`: the long table and
     the cells not complete as a frame ``table, dataset, row, victims, planned``)."""
 
-    with results_at(committed_results() if results is None else results):
-        out = {name: load_table(name, profile) for name in TABLES}
-        long3, missing = A.table3_long(profile=profile)
-        done = {c.key(): len(r) for c, r in ((c, _cell_rows(out.get("attacks_table3"), c)) for c in missing)}
-        done.update({c.key(): len(_cell_rows(out.get("attacks_ig"), c)) for c in missing if c.table == "II[B]"})
+    root = committed_results() if results is None else results
+    out = {name: load_table(name, profile, root=root) for name in TABLES}
+    long3, missing = A.table3_long(profile=profile, root=root)
+    done = {c.key(): len(r) for c, r in ((c, _cell_rows(out.get("attacks_table3"), c)) for c in missing)}
+    done.update({c.key(): len(_cell_rows(out.get("attacks_ig"), c)) for c in missing if c.table == "II[B]"})
     out["table3_long"] = long3
     out["table3_missing"] = pd.DataFrame(
         [dict(table=c.table, dataset=PAPER_DATASET.get(c.config.dataset, c.config.dataset),

@@ -95,6 +95,11 @@ def test_campaign_attacks_missing_victims_once_and_resumes(results, data_root):
     more = A.attack_plan("attacks_dlg", iterations=2, images=2, datasets=("mnist",))
     res, missing = A.collect_attacks("t", more, profile="p")
     assert len(missing) == len(more) - 2 and set(res) == {c.key() for c in cells}
+    # another results folder is read through root, not the environment; it is read-only
+    res, missing = A.collect_attacks("t", cells, profile="p", root=results / "elsewhere")
+    assert not res and len(missing) == len(cells)
+    with pytest.raises(FedshieldError, match="pass root only to read"):
+        A.collect_attacks("t", cells, profile="p", run=True, root=results / "elsewhere")
 
 
 def test_bad_campaign_input_is_one_clear_error(results, data_root):

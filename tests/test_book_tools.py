@@ -40,6 +40,11 @@ def test_tables_round_trip(tmp_path, monkeypatch):
     back = load_table("t", "smoke")
     pd.testing.assert_frame_equal(back, df)
     assert load_table("t", "default") is None
+    # an explicit root wins over the environment, for reading and for writing
+    other = tmp_path / "other"
+    assert load_table("t", "smoke", root=other) is None
+    save_table("t", df.head(1), "smoke", root=other)
+    assert len(load_table("t", "smoke", root=other)) == 1 and len(load_table("t", "smoke")) == 2
 
 
 def test_cache_keys_depend_on_every_field(tmp_path):

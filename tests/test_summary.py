@@ -54,7 +54,7 @@ def test_every_item_renders_without_any_table_and_says_not_run_yet():
 def test_load_tables_from_an_empty_results_folder(tmp_path):
     before = os.environ.get("FEDSHIELD_RESULTS")
     tabs = S.load_tables("default", results=tmp_path)
-    assert os.environ.get("FEDSHIELD_RESULTS") == before          # the override is undone
+    assert os.environ.get("FEDSHIELD_RESULTS") == before          # no environment override
     assert all(tabs[n] is None for n in S.TABLES)
     assert tabs["table3_long"].empty
     assert len(tabs["table3_missing"]) == len(A.attack_plan("attacks_table3")) + len(
@@ -64,9 +64,7 @@ def test_load_tables_from_an_empty_results_folder(tmp_path):
 
 def test_load_tables_reads_the_folder_it_is_given(tmp_path):
     from fedshield.report import save_table
-    from fedshield.summary import results_at
-    with results_at(tmp_path):
-        save_table("table2a_acc", pd.DataFrame(fedavg_rows("mnist", {"none": 0.5})), "default")
+    save_table("table2a_acc", pd.DataFrame(fedavg_rows("mnist", {"none": 0.5})), "default", root=tmp_path)
     tabs = S.load_tables("default", results=tmp_path)
     assert tabs["table2a_acc"] is not None and len(tabs["table2a_acc"]) == 3
     assert "undefended 50.0 % (3 seeds)" in S.item_compensation(tabs)

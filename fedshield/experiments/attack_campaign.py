@@ -138,17 +138,19 @@ TABLE3_REFERENCE = {"III[A]": "sensitivity", "III[B]": "root size 100", "III[E]"
 
 def table3_long(*, profile: str = "default", run: bool = False, iterations: Optional[int] = None,
                 images: Optional[int] = None, width: Optional[int] = None,
-                datasets: Optional[Sequence[str]] = None, data_dir=None) -> tuple[pd.DataFrame, list[AttackCell]]:
+                datasets: Optional[Sequence[str]] = None, data_dir=None,
+                root=None) -> tuple[pd.DataFrame, list[AttackCell]]:
     """Table III[A, B, C, E]'s PSNR / SSIM at the paper's GIA scale (plans ``attacks_table3`` and,
     for the rows at the paper's default setting, :data:`TABLE3_REFERENCE`, ``attacks_ig``'s Ours),
     long like :func:`fedshield.report.beside_paper` wants it: ``table, dataset`` (the paper's
     name), ``row, metric, value`` (the median over victims) plus ``q1, q3, victims``; and the cells
-    not complete. ``run`` attacks what is missing first (the arguments scale both plans)."""
+    not complete. ``run`` attacks what is missing first (the arguments scale both plans); ``root``
+    reads the tables from another results folder (:func:`fedshield.report.results_dir`)."""
     scale = dict(iterations=iterations, images=images, width=width, datasets=datasets)
     t3 = attack_plan("attacks_table3", **scale)
     ref = [c for c in attack_plan("attacks_ig", **scale) if c.row == "Ours"]
-    got3, miss3 = collect_attacks("attacks_table3", t3, profile=profile, run=run, data_dir=data_dir)
-    gotr, missr = collect_attacks("attacks_ig", ref, profile=profile, run=run, data_dir=data_dir)
+    got3, miss3 = collect_attacks("attacks_table3", t3, profile=profile, run=run, data_dir=data_dir, root=root)
+    gotr, missr = collect_attacks("attacks_ig", ref, profile=profile, run=run, data_dir=data_dir, root=root)
     entries = [(c.table, c, got3.get(c.key()), c.setting) for c in t3]
     for tab, row in TABLE3_REFERENCE.items():
         sets = {c.config.dataset for c in t3 if c.table == tab}
@@ -404,15 +406,19 @@ def cell_summary(rows: pd.DataFrame) -> dict:
 
 
 def collect_attacks(name: str, cells: Sequence[AttackCell], *, profile: str = "default", run: bool = False,
-                    data_dir=None) -> tuple[dict, list[AttackCell]]:
+                    data_dir=None, root=None) -> tuple[dict, list[AttackCell]]:
     """``({cell key: result}, cells not complete)`` from plan ``name``'s table at ``profile``; with
     ``run``, the missing victims are attacked first (:func:`run_attack_campaign`). A result holds
     ``cell``, ``rows`` (the cell's victims, by victim), ``summary`` (:func:`cell_summary`) and the
     kept images ``x_true`` / ``x_rec`` (``{victim: [B, C, H, W]}``). A chapter that reads a long
-    campaign (``run=False``) shows what is done and says what is not."""
+    campaign (``run=False``) shows what is done and says what is not. ``root`` reads the table from
+    another results folder (:func:`fedshield.report.results_dir`); it cannot be combined with ``run``."""
+    if run and root is not None:
+        raise FedshieldError("collect_attacks: run=True writes to the default results folder; "
+                             "pass root only to read a table")
     if run and cells:
         run_attack_campaign(name, cells, profile=profile, log=lambda s: None, data_dir=data_dir)
-    tab = load_table(name, profile)
+    tab = load_table(name, profile, root=root)
     out, missing = {}, []
     for c in cells:
         rows = pd.DataFrame() if tab is None or tab.empty else tab[tab.cell == c.key()]
