@@ -53,20 +53,7 @@ def det(t, plan, ds, row="Ours-muted"):
 
 def pstr(c): return "n/a" if c is None else f"{c['wins']}/{c['n']} victims, p = {c['p']:.3g}"
 
-import torch
-from fedshield.data import load_dataset
-from fedshield.metrics import psnr as _psnr
-LEVELS = {}
-for d in ("mnist", "fmnist", "cifar10"):
-    r = rows(dlg, PLAN_DLG, d, "none")
-    if not len(r):
-        continue
-    xte, _ = load_dataset(d, "test", progress=False)
-    xt = xte[torch.as_tensor([int(i) for i in r["index"]])]
-    lv = lambda img: float(_psnr(img.expand_as(xt), xt).median())
-    LEVELS[d] = {"gray": lv(torch.full_like(xt[:1], 0.5)), "black": lv(torch.zeros_like(xt[:1])),
-                 "mean": lv(xte.mean(0, keepdim=True)),
-                 "noise": float(_psnr(torch.rand(xt.shape, generator=torch.Generator().manual_seed(0)), xt).median())}
+# ---- end of the helpers s6_readme.py executes
 
 # chapter 7's discussion is printed by its own code cell from the chapter's tables (session 8)
 

@@ -4,7 +4,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 import sys
 sys.path.insert(0, str(ROOT))
-exec(open(str(HERE / "attack_prose.py")).read().split("import torch\nfrom fedshield.data import load_dataset")[0])
+exec(open(str(HERE / "attack_prose.py")).read().split("# ---- end of the helpers s6_readme.py executes\n")[0])
 R = str(ROOT) + "/README.md"
 s = open(R).read()
 a = s.index("- **Against the plain attacker the defense mostly works**")
