@@ -20,7 +20,7 @@ from typing import Callable, Mapping, Optional, Sequence
 import pandas as pd
 
 from .report import fewer_rounds
-from .stats import paired_comparison
+from .stats import paired_victims
 
 VERDICTS = ("supported", "NOT supported", "inconclusive", "not tested")
 
@@ -118,11 +118,6 @@ def muted_fails(tables: Tables, name: str, *, margin: float = 3.0) -> tuple[str,
     return meas, bool((gain < margin).all())
 
 
-#: a PSNR above this is an exact reconstruction (float32 rounding); paired tests cap at it, which
-#: keeps every victim's order and makes an infinite PSNR (MSE 0) comparable
-PSNR_CAP = 100.0
-
-
 def _paired(tables: Tables, tab: str, a: tuple, b: tuple, alternative: str) -> dict:
     """Per dataset: :func:`fedshield.stats.paired_comparison` of the PSNR of row ``a`` against row
     ``b`` (``(defense, muted)``) over the victims both have, in ``table2_victims`` table ``tab``."""
@@ -130,11 +125,10 @@ def _paired(tables: Tables, tab: str, a: tuple, b: tuple, alternative: str) -> d
     v = v[v["table"] == tab]
     out = {}
     for ds, g in v.groupby("dataset", sort=False):
-        rows = [g[(g.defense == d) & (g.muted.astype(bool) == m)][["victim", "psnr"]] for d, m in (a, b)]
-        j = rows[0].merge(rows[1], on="victim", suffixes=("_a", "_b"))
-        if len(j):
-            out[ds] = paired_comparison(j.psnr_a.clip(upper=PSNR_CAP).tolist(), j.psnr_b.clip(upper=PSNR_CAP).tolist(),
-                                        alternative=alternative)
+        rows = [g[(g.defense == d) & (g.muted.astype(bool) == m)] for d, m in (a, b)]
+        c = paired_victims(*rows, alternative=alternative)
+        if c is not None:
+            out[ds] = c
     return out
 
 

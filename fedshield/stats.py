@@ -16,7 +16,11 @@ from scipy import stats
 
 from .errors import FedshieldError
 
-__all__ = ["paired_comparison"]
+__all__ = ["PSNR_CAP", "paired_comparison", "paired_victims", "wins_text"]
+
+#: a PSNR above this is an exact reconstruction (float32 rounding); paired tests cap at it, which
+#: keeps every victim's order and makes an infinite PSNR (MSE 0) comparable
+PSNR_CAP = 100.0
 
 
 def paired_comparison(a: Sequence[float], b: Sequence[float], *, alternative: str = "less",
@@ -44,3 +48,25 @@ def paired_comparison(a: Sequence[float], b: Sequence[float], *, alternative: st
     q25, q75 = np.percentile(d, [25, 75])
     return {"n": int(d.size), "median_diff": float(np.median(d)), "iqr_diff": (float(q25), float(q75)),
             "wins": wins, "p": p, "verdict": bool(p < alpha)}
+
+
+def paired_victims(a, b, *, alternative: str = "less", metric: str = "psnr", cap: float = PSNR_CAP,
+                   alpha: float = 0.05) -> dict | None:
+    """:func:`paired_comparison` of two attack cells' per-victim tables ``a`` and ``b`` (DataFrames
+    with columns ``victim`` and ``metric``), matched by victim (the same test image) on the victims
+    both have; values capped at ``cap`` (:data:`PSNR_CAP`: an exact reconstruction's infinite PSNR
+    keeps its rank). ``None`` when they share no victim."""
+    for name, t in (("a", a), ("b", b)):
+        missing = {"victim", metric} - set(getattr(t, "columns", ()))
+        if missing:
+            raise FedshieldError(f"paired_victims: {name} needs the columns {sorted(missing)}")
+    j = a[["victim", metric]].merge(b[["victim", metric]], on="victim", suffixes=("_a", "_b"))
+    if not len(j):
+        return None
+    x, y = (j[f"{metric}_{k}"].astype(float).clip(upper=cap).tolist() for k in ("a", "b"))
+    return paired_comparison(x, y, alternative=alternative, alpha=alpha)
+
+
+def wins_text(c: dict | None) -> str:
+    """A paired comparison in words: ``"7/8 victims, p = 0.0078"`` (``"n/a"`` for None)."""
+    return "n/a" if c is None else f"{c['wins']}/{c['n']} victims, p = {c['p']:.3g}"

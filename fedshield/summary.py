@@ -25,7 +25,7 @@ from .experiments.attack_campaign import TABLE3_REFERENCE
 from .experiments.campaign import at_paper_scale, clip_bound, paper_scale_config
 from .profiles import get_profile
 from .report import PAPER_DATASET, accuracy_beside_paper, load_table, paper_table
-from .stats import paired_comparison
+from .stats import paired_victims, wins_text
 
 __all__ = ["NOT_RUN", "TABLES", "MARGIN_DB", "ACC_TOLERANCE", "committed_results", "load_tables",
            "ITEMS", "discussion"]
@@ -152,13 +152,8 @@ def each(fn: Callable[[str], str], dsets, sep: str = ", ") -> str:
 
 
 def paired(tables: Tables, plan: str, ds: str, a: str, b: str, alternative: str) -> str:
-    ra, rb = victims(tables, plan, ds, a), victims(tables, plan, ds, b)
-    j = ra[["victim", "psnr"]].merge(rb[["victim", "psnr"]], on="victim", suffixes=("_a", "_b"))
-    if not len(j):
-        return "n/a"
-    c = paired_comparison(j.psnr_a.astype(float).clip(upper=100).tolist(),
-                          j.psnr_b.astype(float).clip(upper=100).tolist(), alternative=alternative)
-    return f"{c['wins']}/{c['n']} victims, p = {c['p']:.3g}"
+    return wins_text(paired_victims(victims(tables, plan, ds, a), victims(tables, plan, ds, b),
+                                    alternative=alternative))
 
 
 def fedavg(tables: Tables, name: str, ds: str, row: str) -> tuple[float, int]:

@@ -8,7 +8,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np, pandas as pd
 from fedshield.reproduce import read_notebook, write_notebook
 from fedshield.report import load_table
-from fedshield.stats import paired_comparison
+from fedshield.stats import paired_victims, wins_text
 from fedshield.experiments import attack_campaign as A
 
 D = "default"
@@ -32,10 +32,7 @@ def med(t, plan, ds, row, m="psnr"):
 def n(t, plan, ds, row): return len(rows(t, plan, ds, row))
 
 def paired(t, plan, ds, a, b, alt):
-    ra, rb = rows(t, plan, ds, a), rows(t, plan, ds, b)
-    j = ra[["victim", "psnr"]].merge(rb[["victim", "psnr"]], on="victim", suffixes=("_a", "_b"))
-    if not len(j): return None
-    return paired_comparison(j.psnr_a.clip(upper=100).tolist(), j.psnr_b.clip(upper=100).tolist(), alternative=alt)
+    return paired_victims(rows(t, plan, ds, a), rows(t, plan, ds, b), alternative=alt)
 
 def f1(x): return "n/a" if x != x else f"{x:.1f}"
 def f2(x): return "n/a" if x != x else f"{x:.2f}"
@@ -51,7 +48,7 @@ def det(t, plan, ds, row="Ours-muted"):
     r = rows(t, plan, ds, row)
     return float(r.detect_precision.dropna().mean()) if len(r) and r.detect_precision.notna().any() else float("nan")
 
-def pstr(c): return "n/a" if c is None else f"{c['wins']}/{c['n']} victims, p = {c['p']:.3g}"
+pstr = wins_text
 
 # ---- end of the helpers s6_readme.py executes
 
