@@ -10,6 +10,7 @@ than the paper's (:func:`fedshield.experiments.campaign.at_paper_scale`) is neve
 """
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Mapping, Optional
@@ -20,6 +21,7 @@ import pandas as pd
 from .baselines import paper_defense_kwargs
 from .claims import (ACC_TOLERANCE, CHANCE_ACC, FRONTIER_MAX_LOSS, FRONTIER_MAX_PSNR, GC_LOSS, MARGIN_DB,
                      frontier_goal)
+from .errors import FedshieldError
 from .experiments import attack_campaign as A
 from .experiments.attack_campaign import TABLE3_REFERENCE
 from .experiments.campaign import at_paper_scale, clip_bound, paper_scale_config
@@ -28,7 +30,7 @@ from .report import PAPER_DATASET, accuracy_beside_paper, load_table, paper_tabl
 from .stats import paired_victims, wins_text
 
 __all__ = ["NOT_RUN", "TABLES", "MARGIN_DB", "ACC_TOLERANCE", "committed_results", "load_tables",
-           "ITEMS", "discussion"]
+           "ITEMS", "discussion", "standalone"]
 
 NOT_RUN = "not run yet"
 NAME = {"mnist": "MNIST", "fmnist": "Fashion-MNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
@@ -710,3 +712,11 @@ ITEMS = (item_scale, item_accuracy, item_muted, item_slicing, item_root_set, ite
 def discussion(tables: Tables) -> str:
     """Every item of :data:`ITEMS`, one Markdown list."""
     return "\n\n".join(item(tables) for item in ITEMS)
+
+
+def standalone(item: Callable[[Tables], str], tables: Tables) -> str:
+    """One item of the discussion as a paragraph of its own (without its list number and
+    indentation), for the chapter whose table it discusses, e.g. ``standalone(item_slicing, t)``."""
+    if item not in ITEMS:
+        raise FedshieldError(f"standalone: {getattr(item, '__name__', item)!r} is not an item of the discussion")
+    return re.sub(r"^\d+\. ", "", item(tables)).replace("\n   ", "\n")

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from fedshield import summary as S
+from fedshield.errors import FedshieldError
 from fedshield.experiments import attack_campaign as A
 
 
@@ -197,3 +198,12 @@ def test_convergence_item_derives_its_ratios():
                       dict(sigma=0.2, compensated=True, holds=True, psi=2.0, psi_theory=4.0)])
     text = S.item_convergence({"convergence": c})
     assert "holds in 3 of 4 settings" in text and "within 10.0 %" in text and "2.2-4.0 times" in text
+
+
+def test_standalone_renders_one_item_as_its_own_paragraph():
+    text = S.standalone(S.item_slicing, {})
+    assert text.startswith("**Risk-based vs size-based slicing (Table III[A])**")
+    assert "\n   " not in text and S.NOT_RUN in text
+    assert text == S.item_slicing({})[3:].replace("\n   ", "\n")
+    with pytest.raises(FedshieldError, match="not an item"):
+        S.standalone(len, {})
