@@ -70,6 +70,7 @@ def test_campaign_attacks_missing_victims_once_and_resumes(results, data_root):
     with pytest.raises(KeyboardInterrupt):
         A.run_attack_campaign("t", cells, profile="p", chunk=1, log=killed)
     assert A.attack_status("t", cells, "p") == (1, 4)
+    assert [(c.key(), n) for c, n in A.cell_status("t", cells, "p")] == [(cells[0].key(), 1), (cells[1].key(), 0)]
     tab = A.run_attack_campaign("t", cells, profile="p", chunk=1, log=lambda s: None)
     assert A.attack_status("t", cells, "p") == (4, 4) and len(tab) == 4
     assert set(tab.row) == {"none", "Ours"} and tab.psnr.notna().all()

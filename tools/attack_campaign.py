@@ -15,7 +15,7 @@ import sys
 
 import torch
 
-from fedshield.experiments.attack_campaign import ATTACK_PLANS, attack_plan, attack_status, run_attack_campaign
+from fedshield.experiments.attack_campaign import ATTACK_PLANS, attack_plan, attack_status, cell_status, run_attack_campaign
 from fedshield.utils import book_threads
 
 
@@ -28,7 +28,8 @@ def main(argv=None) -> int:
     p.add_argument("--budget-min", type=float, default=55.0, help="start no chunk after this many minutes")
     p.add_argument("--chunk", type=int, default=None, help="victims attacked together (default: 8 DLG, 2 IG)")
     p.add_argument("--profile", default="default")
-    p.add_argument("--status", action="store_true", help="print how many victims are done and exit")
+    p.add_argument("--status", action="store_true",
+                   help="print how many victims are done, and the cells not complete, and exit")
     a = p.parse_args(argv)
     cells = attack_plan(a.plan, datasets=a.datasets)
     if a.rows:
@@ -41,6 +42,10 @@ def main(argv=None) -> int:
                             log=lambda s: print(s, flush=True))
     done, total = attack_status(a.plan, cells, a.profile)
     print(f"{a.plan}: {done}/{total} victims done")
+    if a.status:
+        for c, n in cell_status(a.plan, cells, a.profile):
+            if n < c.config.images:
+                print(f"  {c.config.dataset:8s} {c.table:7s} {c.row:12s} {c.setting or '':16s} {n}/{c.config.images}")
     return 0
 
 

@@ -38,7 +38,7 @@ from .campaign import FRONTIER, clip_bound, table_lock
 FRONTIER_ROWS = {row: (d, opts) for row, d, opts in FRONTIER}
 
 __all__ = ["AttackCell", "dlg_config", "ig_config", "IG_HYPER", "ATTACK_PLANS", "attack_plan", "run_attack_campaign",
-           "attack_status", "collect_attacks", "cell_summary", "encode_image", "decode_image", "TABLE2_ROWS",
+           "attack_status", "cell_status", "collect_attacks", "cell_summary", "encode_image", "decode_image", "TABLE2_ROWS",
            "TRAINING_ROUNDS", "TABLE3_REFERENCE", "table3_long"]
 
 #: Table II's rows: (the paper's name, defense, muted)
@@ -380,11 +380,17 @@ def run_attack_campaign(name: str, cells: Sequence[AttackCell], *, profile: str 
     return load_table(name, profile)
 
 
+def cell_status(name: str, cells: Sequence[AttackCell], profile: str = "default") -> list[tuple[AttackCell, int]]:
+    """``[(cell, victims done)]`` of a plan's ``cells``, in their order (a cell counts its first
+    ``images`` victims only)."""
+    done = _done_victims(load_table(name, profile))
+    return [(c, len(done.get(c.key(), set()) & set(range(c.config.images)))) for c in cells]
+
+
 def attack_status(name: str, cells: Sequence[AttackCell], profile: str = "default") -> tuple[int, int]:
     """``(victims done, victims planned)`` of a plan."""
-    done = _done_victims(load_table(name, profile))
-    return (sum(len(done.get(c.key(), set()) & set(range(c.config.images))) for c in cells),
-            sum(c.config.images for c in cells))
+    st = cell_status(name, cells, profile)
+    return sum(n for _, n in st), sum(c.config.images for c, _ in st)
 
 
 # ------------------------------------------------------------------------------------ reading
