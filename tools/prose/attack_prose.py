@@ -111,7 +111,7 @@ optimiser steps instead of the paper's 500 / 1000 (issue 13).
 ig_ds = dsets(ig, PLAN_IG, want=("cifar10", "mnist", "fmnist"))
 ig_sent = ("" if not ig_ds else " Inverting Gradients at 1000 Adam steps on the width-64 ConvNet reconstructs "
            + per_ds(lambda d: f"at {f1(med(ig, PLAN_IG, d, 'none'))} dB (SSIM {f2(med(ig, PLAN_IG, d, 'none', 'ssim'))}) undefended", ig_ds, "; ")
-           + " (first victims of Table II[B], which is still running).")
+           + (" (Table II[B], {} of {} planned victims attacked).".format(*A.attack_status("attacks_ig", PLAN_IG, D))))
 new_block = f"""- **Attacks at the paper's scale** (DLG 500 L-BFGS steps, 8 victims, medians; Chapter 7): undefended
   {per_ds(lambda d: f1(med(dlg, PLAN_DLG, d, 'none')) + ' dB', A_DS)}; Ours {per_ds(lambda d: f1(med(dlg, PLAN_DLG, d, 'Ours')) + ' dB', A_DS)} on every victim below
   undefended ({per_ds(lambda d: pstr(paired(dlg, PLAN_DLG, d, 'Ours', 'none', 'less')), A_DS, '; ')}). But the attacker who locates the noised slices, which the paper's
