@@ -45,7 +45,7 @@ def main(argv=None) -> int:
     if a.status:
         for c, n in cell_status(a.plan, cells, a.profile):
             if n < c.config.images:
-                print(f"  {c.config.dataset:8s} {c.table:7s} {c.row:12s} {c.setting or '':16s} {n}/{c.config.images}")
+                print(f"  {c.config.dataset:8s} {c.table:8s} {c.row:28s} {c.setting or '-':22s} {n}/{c.config.images}")
     return 0
 
 
