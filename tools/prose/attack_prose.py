@@ -1,5 +1,5 @@
-"""Data-driven attack prose (issue 13) for chapters 1 and 10.4 and the README from the committed attack
-tables (chapter 7's and chapter 9's discussions and chapter 10's frontier verdict are code cells of their chapters)."""
+"""Data-driven attack prose (issue 13) for chapter 10.4 and the README from the committed attack
+tables (chapters 1, 7 and 9's discussions and chapter 10's frontier verdict are code cells of their chapters)."""
 import pathlib
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -44,62 +44,15 @@ A_DS = [d for d in ("mnist", "fmnist", "cifar10") if all(n(dlg, PLAN_DLG, d, r) 
 def per_ds(fn, ds_list, sep=", "):
     return sep.join(f"{NAME[d]} {fn(d)}" for d in ds_list)
 
-def det(t, plan, ds, row="Ours-muted"):
-    r = rows(t, plan, ds, row)
-    return float(r.detect_precision.dropna().mean()) if len(r) and r.detect_precision.notna().any() else float("nan")
-
 pstr = wins_text
 
 # ---- end of the helpers s6_readme.py executes
 
 # chapter 7's discussion is printed by its own code cell from the chapter's tables (session 8)
 
-sys.path.insert(0, str(HERE))
-from _common import set_between
-
 NB = str(ROOT) + "/notebooks/"
 
-# ------------------------------------------------------------------ chapter 1
-T1 = ("mnist", "fmnist", "cifar10", "cifar100")
-t1 = [d for d in T1 if all(n(dlg, PLAN_DLG, d, r) for r in ("none", "Ours", "Ours-muted"))]
-def fails_text():
-    bad = [d for d in t1 if det(dlg, PLAN_DLG, d) < 0.8]
-    if not bad:
-        return ""
-    return (" Where the detector fails (" + ", ".join(NAME[d] for d in bad) + ", whose LeNet has a ten times larger"
-            " FC layer for its 100 classes; why detection fails there we have not established) the muted attacker"
-            " gets nothing back: the attack is only as good as the detector.")
-
-
-def ch1_text():
-    return f"""## Discussion
-
-*(The numbers discussed here are the paper-scale campaign's, the `default` profile's: DLG with 500
-L-BFGS steps, 8 victims on MNIST, Fashion-MNIST and CIFAR-10 and 4 on CIFAR-100, datasets run so
-far: {', '.join(NAME[d] for d in t1)}. The smoke profile runs a few steps on one victim: its table
-only checks that the pipeline runs.)*
-
-- **Unperturbed gradient.** DLG on the DLG-initialised LeNet with a known label recovers the image
-  almost exactly: median {per_ds(lambda d: f"{f1(med(dlg, PLAN_DLG, d, 'none'))} dB (SSIM {f2(med(dlg, PLAN_DLG, d, 'none', 'ssim'))})", t1, '; ')}, as in the
-  paper's Table I and the original DLG paper: the attack works.
-- **Perturbed gradient (ours).** Noise of standard deviation 0.1 on 2 of 10 equal-risk slices
-  destroys most reconstructions: median {per_ds(lambda d: f"{f1(med(dlg, PLAN_DLG, d, 'Ours'))} dB", t1)}. Not every one: the
-  upper quartile is {per_ds(lambda d: f"{f1(float(np.percentile(rows(dlg, PLAN_DLG, d, 'Ours').psnr, 75)))} dB", t1)}. Each victim's two noised slices are a
-  random draw, and when the draw misses most of the risk DLG recovers a blurred image (per-victim
-  table `table1_victims`).
-- **Muted attacker.** The defense's security rests on the attacker not knowing *which* slices are
-  noisy. With the DLG-initialised LeNet the noise ($\\sigma = 0.1$) is much larger than most clean
-  gradient entries, so the likelihood-ratio detector finds the perturbed slices (precision
-  {per_ds(lambda d: f2(det(dlg, PLAN_DLG, d)), t1)}), and where it does, matching the other 80 % of the gradient is enough for
-  DLG: the muted attacker recovers {per_ds(lambda d: f"{f1(med(dlg, PLAN_DLG, d, 'Ours-muted'))} dB", t1)} (medians).{fails_text()} This is a weakness of the
-  defense as specified (noise on few slices, slice count public) that the paper does not discuss in
-  this form; the paper's Table I shows its muted reconstructions as images only, without numbers.
-
-The paper's Table I holds images only (raw, unperturbed, perturbed and muted reconstructions by
-DLG), no PSNR or SSIM, so this page compares with it by eye; its numbers are in Tables II and III
-(Chapters 2-5 and 7 set them beside ours).
-"""
-set_between(NB + "01_threat_model.ipynb", "## Discussion", None, ch1_text())
+# chapter 1's discussion is printed by its own code cell (fedshield.summary.threat_model_discussion, session 10)
 
 # ------------------------------------------------------------------ README
 from pathlib import Path

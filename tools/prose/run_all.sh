@@ -5,7 +5,7 @@
 set -e
 cd "$(dirname "$0")/../.."
 PY=${PYTHON:-.venv/bin/python}
-for g in prose attack_prose ch235_table3 s6_readme s6_ch10 s6_ch1; do
+for g in prose attack_prose ch235_table3 s6_readme s6_ch10; do
   echo "== $g"
   OMP_NUM_THREADS=1 FEDSHIELD_DATA=${FEDSHIELD_DATA:-../shared/data} $PY tools/prose/$g.py | tail -1
 done
