@@ -726,7 +726,7 @@ def standalone(item: Callable[[Tables], str], tables: Tables) -> str:
 TABLE1_DATASETS = ("mnist", "fmnist", "cifar10", "cifar100")
 
 
-def _label_aware(tables: Tables, ds: str) -> Optional[tuple[float, float, int]]:
+def _label_aware_result(tables: Tables, ds: str) -> Optional[tuple[float, float, int]]:
     """``(median PSNR, mean detection precision, victims)`` of the label-aware muted attacker on
     ``ds`` when its cell is complete, else None."""
     c = next((c for c in _plan("attacks_label_aware") if c.config.dataset == ds), None)
@@ -758,7 +758,7 @@ def threat_model_discussion(tables: Tables) -> str:
     bad = [d for d in ds1 if detection(tables, plan, d) < DETECTS]
     fails = ""
     if bad:
-        la = {d: _label_aware(tables, d) for d in bad}
+        la = {d: _label_aware_result(tables, d) for d in bad}
         got = [d for d in bad if la[d] is not None]
         fails = (f" Where the detector fails ({', '.join(NAME[d] for d in bad)}: the root set misses the victims' "
                  "classes, see above) the muted attacker gets nothing back"

@@ -223,6 +223,7 @@ def test_threat_model_discussion_quotes_table1_and_the_label_aware_attacker():
     la = victim_rows("attacks_label_aware", "cifar100", {"Ours-muted, label-aware": 45.0}, detect=1.0)
     tabs["attacks_label_aware"] = pd.DataFrame(la)
     assert "(CIFAR-100 precision 1.00, 45.0 dB)" in S.threat_model_discussion(tabs)
+    assert "recovers 45.0 dB" in S._label_aware(tabs)   # chapter 9's item 3 reads the same cell (own helper)
     tabs["attacks_label_aware"] = pd.DataFrame(la[:-1])          # one victim short: not quoted
     assert "label-aware" not in S.threat_model_discussion(tabs)
     assert S.NOT_RUN in S.threat_model_discussion({})
