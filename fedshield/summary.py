@@ -356,13 +356,11 @@ def item_muted(tables: Tables) -> str:
 
 
 def _label_aware(tables: Tables) -> str:
-    c = _cell("attacks_label_aware", "cifar100", "Ours-muted, label-aware")
-    r = _cell_rows(tables.get("attacks_label_aware"), c)
-    if c is None or len(r) < c.config.images:
+    got = _label_aware_result(tables, "cifar100")
+    if got is None:
         return ""
     return (f" With the root images relabelled to the victim's label (the attacker knows it) the detector finds the "
-            f"noised slices (precision {f2(r.detect_precision.astype(float).mean())}) and the muted attacker recovers "
-            f"{f1(float(np.median(r.psnr.astype(float).clip(upper=100))))} dB.")
+            f"noised slices (precision {f2(got[1])}) and the muted attacker recovers {f1(got[0])} dB.")
 
 
 def _t3(tables: Tables, table: str, ds: str, row: str, metric: str = "PSNR") -> tuple[float, int]:
