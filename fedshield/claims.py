@@ -187,7 +187,7 @@ def small_root_enough(tables: Tables, *, tolerance: float = 0.05) -> tuple[str, 
 GIA_SCALE = {"iterations": 1000, "width": 64}
 
 
-def _gia_slicing_pairs(tables: Tables) -> dict:
+def gia_slicing_pairs(tables: Tables) -> dict:
     """Per dataset, Table III[A] at the GIA scale: the PSNR of risk slicing (Table II[B]'s plain
     Ours, ``attacks_ig``) and of layer-size slicing (``attacks_table3``, III[A]) on the same test
     images (joined on ``index``), ``{dataset: DataFrame(index, psnr_risk, psnr_size)}``; empty where
@@ -217,7 +217,7 @@ def risk_vs_size(tables: Tables, *, margin: float = MARGIN_DB) -> tuple[str, boo
     d = table(tables, "table3a_slicing").set_index("setting").psnr
     r, z = d["ours, risk slicing"], d["ours, size slicing"]
     small = f"small regime (width-16 ConvNet): risk slicing {r:.2f} vs size slicing {z:.2f} dB"
-    pairs = _gia_slicing_pairs(tables)
+    pairs = gia_slicing_pairs(tables)
     if not pairs:
         return f"Inverting Gradients PSNR, {small}", bool(r < z - margin)
     med = {ds: (float(j.psnr_risk.median()), float(j.psnr_size.median()), len(j)) for ds, j in pairs.items()}

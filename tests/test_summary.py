@@ -6,6 +6,7 @@ import re
 import pandas as pd
 import pytest
 
+from fedshield import claims as C
 from fedshield import summary as S
 from fedshield.errors import FedshieldError
 from fedshield.experiments import attack_campaign as A
@@ -125,6 +126,23 @@ def test_slicing_verdict_with_its_margin_and_the_missing_datasets():
     assert "Fashion-MNIST, CIFAR-10: not run yet" in text
     tabs = {"table3_long": long3([("III[A]", "MNIST", "sensitivity", 9.0, 4), ("III[A]", "MNIST", "layer size", 9.5, 2)])}
     assert "**NOT supported**" in S.item_slicing(tabs)
+
+
+def test_slicing_verdict_is_taken_on_the_shared_victims():
+    # the cells' medians (4 vs 2 victims) say "supported"; on the 2 test images both slicings were attacked on
+    # the two are 0.1 dB apart, and the verdict follows the shared victims, as claims.risk_vs_size does
+    at = dict(dataset="mnist", iterations=1000, width=64, muted=False)
+    ig = pd.DataFrame([dict(at, row="Ours", index=i, psnr=p) for i, p in enumerate([13.9, 14.1, 4.0, 5.0])])
+    t3 = pd.DataFrame([dict(at, table="III[A]", setting="layer size", row="Ours", index=i, psnr=p)
+                       for i, p in enumerate([14.0, 14.0])])
+    tabs = {"table3_long": long3([("III[A]", "MNIST", "sensitivity", 9.0, 4), ("III[A]", "MNIST", "layer size", 14.0, 2)]),
+            "attacks_ig": ig, "attacks_table3": t3,
+            "table3a_slicing": pd.DataFrame({"setting": ["ours, risk slicing", "ours, size slicing"], "psnr": [7.0, 7.0]})}
+    text = S.item_slicing(tabs)
+    assert "MNIST 9.0 dB (4 victims) vs 14.0 dB (2 victims), on the 2 shared victims 14.0 vs 14.0 dB" in text
+    assert "(at most 0.1 dB apart victim by victim)" in text
+    assert "**NOT supported**" in text
+    assert C.risk_vs_size(tabs)[1] is False
 
 
 def test_scale_item_lists_the_table3_cells_still_missing():

@@ -6,7 +6,9 @@ merged into ``results/tables/<profile>/<plan>.json`` at once; stops starting chu
     OMP_NUM_THREADS=1 .venv/bin/python tools/attack_campaign.py attacks_dlg --datasets mnist --budget-min 55
 
 One thread per worker (two workers on two cores); ``--rows`` keeps only those rows of the paper's
-table (e.g. ``none Ours Ours-muted``), ``--tables`` only those tables' cells (e.g. ``III[B]``).
+table (e.g. ``none Ours Ours-muted``), ``--tables`` only those tables' cells (e.g. ``III[B]``),
+``--settings`` only the cells with these settings (e.g. ``"root bias 0.2"``), so that two workers can
+take disjoint cells of one table.
 """
 from __future__ import annotations
 
@@ -25,6 +27,8 @@ def main(argv=None) -> int:
     p.add_argument("--datasets", nargs="+", default=None)
     p.add_argument("--rows", nargs="+", default=None, help="only these rows of the paper's table")
     p.add_argument("--tables", nargs="+", default=None, help="only these tables' cells")
+    p.add_argument("--settings", nargs="+", default=None,
+                   help="only the cells with these settings (e.g. 'root bias 0.2')")
     p.add_argument("--budget-min", type=float, default=55.0, help="start no chunk after this many minutes")
     p.add_argument("--chunk", type=int, default=None, help="victims attacked together (default: 8 DLG, 2 IG)")
     p.add_argument("--profile", default="default")
@@ -36,6 +40,11 @@ def main(argv=None) -> int:
         cells = [c for c in cells if c.row in a.rows]
     if a.tables:
         cells = [c for c in cells if c.table in a.tables]
+    if a.settings:
+        unknown = sorted(set(a.settings) - {c.setting for c in cells})
+        if unknown:
+            p.error(f"no cell of {a.plan} has the setting(s) {unknown}")
+        cells = [c for c in cells if c.setting in a.settings]
     if not a.status:
         torch.set_num_threads(book_threads())
         run_attack_campaign(a.plan, cells, profile=a.profile, budget_s=60 * a.budget_min, chunk=a.chunk,
