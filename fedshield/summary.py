@@ -216,9 +216,9 @@ def item_scale(tables: Tables) -> str:
         minutes = f"; {m.min():.0f} to {m.max():.0f} minutes of one core a victim"
     return f"""1. **Scale.** Accuracy and round time are at the paper's scale: 2000 FedAvg rounds at its partition
    and local training (Chapter 8). So are the DLG attacks of Tables I and II[A]: {dlg_it} L-BFGS steps,
-   {dlg_n} victims for the rows that decide the verdicts (every row complete so far on: {', '.join(NAME[d] for d in a_ds) or 'none'}{'; not complete: ' + ', '.join(left) if left else ''}),
+   {dlg_n} victims for the rows that decide the verdicts (every row complete on: {', '.join(NAME[d] for d in a_ds) or 'none'}{'; not complete: ' + ', '.join(left) if left else ''}),
    with verdicts paired over the victims. Inverting Gradients runs at the paper's {ig_it} Adam steps on the
-   width-{width} ConvNet: Table II[B] ({ig_done} of {ig_all} planned victims so far{minutes}) and
+   width-{width} ConvNet: Table II[B] ({ig_done} of {ig_all} planned victims{' so far' if ig_done < ig_all else ''}{minutes}) and
    Table III[A, B, C, E] of Chapters 2, 3 and 5, {table3_status(tables)}."""
 
 
@@ -447,13 +447,14 @@ def item_root_set(tables: Tables) -> str:
         top = c.sort_values("bias").iloc[-1]
         shift = (f"a class-biased root set moves the slice boundaries by up to {float(top['max shift %P']):.0f} % of the "
                  f"parameters at bias {float(top['bias']):.1f}")
-    gia = []
+    gia, partial = [], False
     for tab, rows, what in (("III[B]", [f"root size {n}" for n in (50, 100, 200, 300, 400)], "over root sizes 50-400"),
                             ("III[C]", [f"root bias {x}" for x in (0.1, 0.2, 0.4, 0.6, 1.0)], "over root bias 0.1-1.0")):
         for ds in ("MNIST", "CIFAR-10"):
             vals = [_t3(tables, tab, ds, r) for r in rows]
             have = [v for v, n in vals if n]
             pap = [_paper(tab, ds, r, "PSNR") for r in rows]
+            partial = partial or len(have) < len(rows)
             if not have:
                 gia.append(f"{tab} {ds} {NOT_RUN}")
                 continue
@@ -482,12 +483,13 @@ def item_root_set(tables: Tables) -> str:
                    f"moves by up to {max(spread):.1f} dB over the same sweep")
     else:
         verdict = f"the root set changes the attack's PSNR by more than {MARGIN_DB:g} dB in some sweep"
+    verdict = "so far " + verdict if partial else verdict
     lay = _t(tables, "leakage_risk_layers")
     fc = "" if lay is None or not (lay.tensor == "fc.weight").any() else (
         f" The authors' ones-vector probe reports the last layer as nearly risk-free, where the Gaussian-probe "
         f"estimate puts {100 * float(lay.set_index('tensor').share['fc.weight']):.1f} % of the risk in its weights (Chapter 2).")
     return f"""5. **The root set.** {est[0].upper() + est[1:]} (Chapter 2); {shift}. At the paper's GIA scale
-   (Inverting Gradients on the width-{_ig_scale()[1]} ConvNet): {'; '.join(gia)}. So far {verdict}.{fc}"""
+   (Inverting Gradients on the width-{_ig_scale()[1]} ConvNet): {'; '.join(gia)}. {verdict[0].upper() + verdict[1:]}.{fc}"""
 
 
 def item_compensation(tables: Tables) -> str:

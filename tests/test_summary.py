@@ -160,7 +160,13 @@ def test_root_set_item_quotes_the_gia_sweeps():
     text = S.item_root_set({"table3_long": long3(rows)})
     assert "III[B] MNIST 4.0-4.4 dB over root sizes 50-400 (5 of 5 rows, 2 victims each" in text
     assert "III[C] MNIST not run yet" in text
-    assert "neither changes the attack's PSNR" in text
+    assert "So far neither changes the attack's PSNR" in text      # III[C] and CIFAR-10 not run: "so far"
+    every = rows + [(t, ds, f"{what} {x}", 4.0, 2) for t, what, xs in (("III[B]", "root size", (50, 100, 200, 300, 400)),
+                                                                       ("III[C]", "root bias", (0.1, 0.2, 0.4, 0.6, 1.0)))
+                    for ds in ("MNIST", "CIFAR-10") for x in xs if not (t == "III[B]" and ds == "MNIST")]
+    text = S.item_root_set({"table3_long": long3(every)})
+    assert "(5 of 5 rows" in text and "III[C] CIFAR-10 4.0 dB over root bias" in text
+    assert ". Neither changes the attack's PSNR" in text and "So far" not in text
     rows[0] = ("III[B]", "MNIST", "root size 50", 9.0, 2)
     assert "changes the attack's PSNR by more than 1 dB" in S.item_root_set({"table3_long": long3(rows)})
 
