@@ -392,25 +392,19 @@ def item_slicing(tables: Tables) -> str:
     for ds in ("MNIST", "Fashion-MNIST", "CIFAR-10"):
         r, z = _t3(tables, "III[A]", ds, "sensitivity"), _t3(tables, "III[A]", ds, "layer size")
         if r[1] and z[1]:
-            got.append((ds, r, z, pairs.get(ds)))
+            j = pairs.get(ds)   # the (risk, size) medians the verdict reads: on the shared victims where known
+            med = (r[0], z[0]) if j is None else (float(j.psnr_risk.median()), float(j.psnr_size.median()))
+            got.append((ds, r, z, j, med))
         else:
             left.append(ds)
     head = (f"4. **Risk-based vs size-based slicing (Table III[A])**, at the paper's GIA scale (Inverting Gradients, "
             f"{ig_it} Adam steps,\n   width-{width} ConvNet, Ours at ratio {paper_defense_kwargs('ours', 'ig')['ratio']:g}): ")
     if not got:
         return head + f"{NOT_RUN} ({', '.join(left)})."
-
-    def decided(r, z, j):   # (risk, size) medians the verdict reads: on the shared victims where known
-        return (r[0], z[0]) if j is None else (float(j.psnr_risk.median()), float(j.psnr_size.median()))
-
-    def paired(j):
-        if j is None:
-            return ""
-        a, b = decided(None, None, j)
-        return (f", on the {_s(len(j), 'shared victim')} {a:.1f} vs {b:.1f} dB (at most "
-                f"{(j.psnr_risk - j.psnr_size).abs().max():.1f} dB apart victim by victim)")
-
-    better = [ds for ds, r, z, j in got if decided(r, z, j)[0] < decided(r, z, j)[1] - MARGIN_DB]
+    paired = lambda j, med: "" if j is None else (
+        f", on the {_s(len(j), 'shared victim')} {med[0]:.1f} vs {med[1]:.1f} dB (at most "
+        f"{(j.psnr_risk - j.psnr_size).abs().max():.1f} dB apart victim by victim)")
+    better = [ds for ds, r, z, j, med in got if med[0] < med[1] - MARGIN_DB]
     verdict = ("**supported**" if len(better) == len(got) else "**NOT supported**" if not better else "**supported on "
                + ", ".join(better) + " only**")
     sm = _t(tables, "table3a_slicing")
@@ -427,8 +421,8 @@ def item_slicing(tables: Tables) -> str:
               f" The risk *is* unevenly spread (Chapter 2: {lay.share.astype(float).min() * 100:.1f}-"
               f"{lay.share.astype(float).max() * 100:.1f} % of it per tensor),")
     return head + "risk slicing against layer-size slicing, medians " + "; ".join(
-        f"{ds} {_db(*r)} vs {_db(*z)}{paired(j)} (the paper: {f2(_paper('III[A]', ds, 'sensitivity', 'PSNR'))} vs "
-        f"{f2(_paper('III[A]', ds, 'layer size', 'PSNR'))} dB)" for ds, r, z, j in got) + (
+        f"{ds} {_db(*r)} vs {_db(*z)}{paired(j, med)} (the paper: {f2(_paper('III[A]', ds, 'sensitivity', 'PSNR'))} vs "
+        f"{f2(_paper('III[A]', ds, 'layer size', 'PSNR'))} dB)" for ds, r, z, j, med in got) + (
         f"; {', '.join(left)}: {NOT_RUN}" if left else "") + f""". The paper's claim that risk slicing protects
    better (a lower PSNR by more than {MARGIN_DB:g} dB, on the shared victims where both were attacked) is {verdict}
    where measured.{spread} but against an attacker who does not locate the slices the noised ones destroy the
