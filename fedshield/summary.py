@@ -371,7 +371,8 @@ def _t3(tables: Tables, table: str, ds: str, row: str, metric: str = "PSNR") -> 
     return (float(r.value.iloc[0]), int(r.victims.iloc[0])) if len(r) else (float("nan"), 0)
 
 
-def _range(a, b, fmt: str = "{:.1f}") -> str:
+def value_range(a, b, fmt: str = "{:.1f}") -> str:
+    """``a-b`` formatted with ``fmt``, or ``a`` alone where the two read the same."""
     a, b = fmt.format(a), fmt.format(b)
     return a if a == b else f"{a}-{b}"
 
@@ -455,9 +456,9 @@ def item_root_set(tables: Tables) -> str:
             ns = [n for _, n in vals if n]
             if len(have) < len(rows):
                 what = "at " + ", ".join(r for r, (_, n) in zip(rows, vals) if n) + " only"
-            gia.append(f"{tab} {ds} {_range(min(have), max(have))} dB {what} ({len(have)} of {len(rows)} rows, "
-                       f"{_range(min(ns), max(ns), '{:d}')} victims each; the paper: "
-                       f"{_range(np.nanmin(pap), np.nanmax(pap))} dB)")
+            gia.append(f"{tab} {ds} {value_range(min(have), max(have))} dB {what} ({len(have)} of {len(rows)} rows, "
+                       f"{value_range(min(ns), max(ns), '{:d}')} victims each; the paper: "
+                       f"{value_range(np.nanmin(pap), np.nanmax(pap))} dB)")
     flat, spread = [], []
     for tab in ("III[B]", "III[C]"):
         for ds in ("MNIST", "CIFAR-10"):
