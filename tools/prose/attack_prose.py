@@ -57,10 +57,6 @@ NB = str(ROOT) + "/notebooks/"
 # ------------------------------------------------------------------ README
 from pathlib import Path
 readme = Path(str(ROOT) + "/README.md"); s = readme.read_text()
-old_sent = """The paper's Tables II and III are in `fedshield/paper_numbers.json` (each value with its table and
-cell); the chapters set them beside ours. The attacks of the `default` profile still run tens of
-optimiser steps instead of the paper's 500 / 1000 (issue 13).
-"""
 ig_ds = dsets(ig, PLAN_IG, want=("cifar10", "mnist", "fmnist"))
 ig_sent = ("" if not ig_ds else " Inverting Gradients at 1000 Adam steps on the width-64 ConvNet reconstructs "
            + per_ds(lambda d: f"at {f1(med(ig, PLAN_IG, d, 'none'))} dB (SSIM {f2(med(ig, PLAN_IG, d, 'none', 'ssim'))}) undefended", ig_ds, "; ")
@@ -74,12 +70,11 @@ new_block = f"""- **Attacks at the paper's scale** (DLG 500 L-BFGS steps, 8 vict
 The paper's Tables II and III are in `fedshield/paper_numbers.json` (each value with its table and
 cell); the chapters set them beside ours.
 """
-if old_sent in s:
-    s = s.replace("\n\n" + old_sent, "\n" + new_block)
-else:
-    a = s.index("- **Attacks at the paper's scale**")
-    b = s.index("cell); the chapters set them beside ours.\n", a) + len("cell); the chapters set them beside ours.\n")
-    s = s[:a] + new_block + s[b:]
+# the bullet and the sentence after it are this script's (found once, or the script fails: README edited by hand)
+assert s.count("- **Attacks at the paper's scale**") == 1, "README: the attack bullet is missing or doubled"
+a = s.index("- **Attacks at the paper's scale**")
+b = s.index("cell); the chapters set them beside ours.\n", a) + len("cell); the chapters set them beside ours.\n")
+s = s[:a] + new_block + s[b:]
 readme.write_text(s)
 print("readme ok")
 

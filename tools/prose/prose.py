@@ -108,17 +108,10 @@ intro.write_text(s)
 
 readme = Path(str(ROOT) + "/README.md"); s = readme.read_text()
 a = s.index("- **Accuracy at the paper's scale**") if "- **Accuracy at the paper's scale**" in s else s.index("- **Compensation**: with the variance we derive")
-# the attack bullet after "Cost" and the sentence on the paper's numbers belong to attack_prose.py: kept as they are
-# where present (so that this script alone leaves the README whole); a README without them gets the placeholder
-# sentence that attack_prose.py replaces
-ATTACKS = "- **Attacks at the paper's scale**"
-b = s.index(ATTACKS) if ATTACKS in s else s.index("See `CONTRIBUTING.md`")
-tail = "" if ATTACKS in s else """
-The paper's Tables II and III are in `fedshield/paper_numbers.json` (each value with its table and
-cell); the chapters set them beside ours. The attacks of the `default` profile still run tens of
-optimiser steps instead of the paper's 500 / 1000 (issue 13).
-
-"""
+# the attack bullet after "Cost" and the sentence on the paper's numbers are attack_prose.py's: kept as they
+# are, so that this script alone leaves the README whole (a README without the bullet fails here)
+assert s.count("- **Attacks at the paper's scale**") == 1, "README: the attack bullet is missing or doubled"
+b = s.index("- **Attacks at the paper's scale**")
 s = s[:a] + f"""- **Accuracy at the paper's scale** (2000 FedAvg rounds, its partition and local training, the
   calibrated reading of what it leaves open; Chapter 8): undefended {P(mn['none'][0])} % on MNIST (paper 91.69 %)
   and {P(fm['none'][0])} % on Fashion-MNIST (paper 91.80 %, a gap no reading of the paper closes). Ours
@@ -132,7 +125,7 @@ s = s[:a] + f"""- **Accuracy at the paper's scale** (2000 FedAvg rounds, its par
   further ({last['perturbed']:.2f} -> {last['per-layer shrink']:.2f} on a late round, the paper's projection {last['paper (global, Q = 6)']:.2f}; Chapter 10).
 - **Cost**: Ours' hooks take {share('ours'):.1f} % of a 2000-round run's undefended round (the paper: +8.5-9.3 %),
   with the leakage risk refreshed 18 times instead of every round (every round: 1.5x the round).
-""" + tail + s[b:]
+""" + s[b:]
 s = s.replace("Measured on 2 CPU cores at the book's `default` scale (details, and every claim with a verdict, in\nthe book's summary chapter):",
               "Measured on 2 CPU cores (details, and every claim with a verdict, in the book's summary chapter):")
 readme.write_text(s)
