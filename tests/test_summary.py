@@ -64,6 +64,19 @@ def test_load_tables_from_an_empty_results_folder(tmp_path):
     assert S.NOT_RUN in S.item_slicing(tabs)
 
 
+def test_load_tables_counts_the_victims_of_a_partial_table3_cell(tmp_path):
+    # table3_missing's victim counts read attacks_table3, which load_tables loads (it did not before session 11,
+    # so a cell with some victims done was listed with none)
+    from fedshield.report import save_table
+    save_table("attacks_table3", pd.DataFrame(victim_rows("attacks_table3", "mnist", {"Ours": 4.0}, victims=1)).assign(
+        x_true=None, x_rec=None),
+               "default", root=tmp_path)
+    miss = S.load_tables("default", results=tmp_path)["table3_missing"]
+    t3 = miss[miss.dataset == "MNIST"].merge(pd.DataFrame({"row": [c.setting for c in A.attack_plan("attacks_table3")
+                                                                   if c.config.dataset == "mnist"]}), on="row")
+    assert len(t3) and (t3.victims == 1).all() and (t3.planned == 2).all()
+
+
 def test_load_tables_reads_the_folder_it_is_given(tmp_path):
     from fedshield.report import save_table
     save_table("table2a_acc", pd.DataFrame(fedavg_rows("mnist", {"none": 0.5})), "default", root=tmp_path)
