@@ -167,3 +167,31 @@ def test_fewer_rounds_marks_cells_over_the_budget_and_accuracy_at_reads_the_curv
     assert accuracy_at(t, "cifar10", "none", 300) == pytest.approx(0.33)
     assert accuracy_at(t, "cifar10", "none", 200) != accuracy_at(t, "cifar10", "none", 200)   # NaN: not evaluated
     assert accuracy_at(None, "mnist", "none", 3) != accuracy_at(None, "mnist", "none", 3)
+
+
+@pytest.mark.parametrize("select, env, why", [
+    (["tests/notebooks/09_summary.ipynb"], "empty", "01_threat_model.ipynb, 02_leakage_risk.ipynb"),
+    (["tests/notebooks"], None, "FEDSHIELD_RESULTS is not set"),
+    (["tests/notebooks"], "stale", "already holds tables (table2a.json)"),
+])
+def test_the_summary_notebook_check_refuses_a_run_it_cannot_mean_anything_in(select, env, why, tmp_path):
+    """Chapter 9's checked output counts the tables chapters 1-8 wrote before it into an empty
+    results folder: collected alone, without a results folder, or over old tables, pytest stops at
+    collection with the reason (tests/conftest.py), instead of an opaque nbval diff."""
+    import os
+    import subprocess
+    import sys
+    environ = {k: v for k, v in os.environ.items() if k != "FEDSHIELD_RESULTS"}
+    if env:
+        environ["FEDSHIELD_RESULTS"] = str(tmp_path)
+    if env == "stale":
+        (tmp_path / "tables" / "smoke").mkdir(parents=True)
+        (tmp_path / "tables" / "smoke" / "table2a.json").write_text("{}")
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax", "--collect-only", *select]
+    run = lambda: subprocess.run(cmd, cwd=repo_root(), env=environ, capture_output=True, text=True, timeout=120)
+    out = run()
+    assert out.returncode == 4 and why in out.stdout + out.stderr, out.stdout + out.stderr
+    if env == "empty":  # the whole folder, into an empty results folder, collects
+        cmd[-1] = "tests/notebooks"
+        ok = run()
+        assert ok.returncode == 0 and "tests collected" in ok.stdout, ok.stdout + ok.stderr
