@@ -19,6 +19,7 @@ from typing import Callable, Mapping, Optional, Sequence
 
 import pandas as pd
 
+from .errors import FedshieldError
 from .report import fewer_rounds
 from .stats import paired_victims
 
@@ -442,6 +443,47 @@ def frontier_goal(points: pd.DataFrame, *, max_psnr: float = FRONTIER_MAX_PSNR,
                    "meets": both[(both.psnr_median < max_psnr) & (both.acc >= base - max_loss)],
                    "attack_only": pts[pts.acc.isna() & pts.psnr_median.notna()]}
     return out
+
+
+def pareto_front(points: pd.DataFrame, *, acc_tol: float = 0.0, psnr_tol: float = 0.0) -> pd.Series:
+    """Which of ``points`` (``acc``, ``psnr_median``; one dataset) no other point dominates. ``j``
+    dominates ``i`` when it is as accurate up to ``acc_tol`` (a fraction) and more private by more
+    than ``psnr_tol`` dB, or more accurate by more than ``acc_tol`` and as private up to
+    ``psnr_tol``: differences inside the tolerances (the seed spread of an accuracy, the spread of
+    reconstructions that carry no information) decide nothing, and two points that close are both
+    kept. With zero tolerances this is the usual Pareto front. A point without both halves is on
+    no front (``False``)."""
+    if acc_tol < 0 or psnr_tol < 0:
+        raise FedshieldError(f"acc_tol and psnr_tol must be >= 0, got {acc_tol}, {psnr_tol}")
+    ok = (points.acc.notna() & points.psnr_median.notna()).to_numpy()
+    a, p = points.acc.to_numpy(float)[:, None], points.psnr_median.to_numpy(float)[:, None]
+    # [i, j]: j dominates i
+    dom = ((a.T >= a - acc_tol) & (p.T < p - psnr_tol)) | ((a.T > a + acc_tol) & (p.T <= p + psnr_tol))
+    dom &= ok[None, :]
+    return pd.Series(ok & ~dom.any(axis=1), index=points.index)
+
+
+def frontier_dominance(points: pd.DataFrame, budgets: Sequence[float] = (0.01, 0.02, 0.05, 1.0)) -> pd.DataFrame:
+    """Issue 14's question "which defense dominates at equal accuracy?", read off the frontier's
+    ``points`` (:func:`frontier_goal`'s input): per dataset and accuracy budget ``b`` (a fraction;
+    1.0 = any accuracy), each family's strength with the lowest adaptive PSNR among those within
+    ``b`` of the undefended accuracy. Columns ``dataset, budget, family, setting, acc, psnr_median,
+    lowest`` (``lowest``: the lowest PSNR of that dataset and budget). A family with no strength in
+    a budget has no row there."""
+    if any(not 0 < b <= 1 for b in budgets):
+        raise FedshieldError(f"budgets must be accuracy fractions in (0, 1], got {list(budgets)}")
+    rows = []
+    for ds, f in frontier_goal(points).items():
+        pts = f["points"]
+        for b in budgets:
+            ok = pts[pts.acc >= f["base"] - b - 1e-12]
+            if not len(ok):
+                continue
+            best = ok.loc[ok.groupby("family", sort=False).psnr_median.idxmin()]
+            low = best.psnr_median.min()
+            rows += [dict(dataset=ds, budget=b, family=r.family, setting=r.setting, acc=r.acc,
+                          psnr_median=r.psnr_median, lowest=bool(r.psnr_median == low)) for r in best.itertuples()]
+    return pd.DataFrame(rows, columns=["dataset", "budget", "family", "setting", "acc", "psnr_median", "lowest"])
 
 
 def beyond_frontier_goal(tables: Tables, *, max_psnr: float = FRONTIER_MAX_PSNR, max_loss: float = FRONTIER_MAX_LOSS,

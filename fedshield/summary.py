@@ -20,7 +20,7 @@ import pandas as pd
 
 from .baselines import paper_defense_kwargs
 from .claims import (ACC_TOLERANCE, CHANCE_ACC, FRONTIER_MAX_LOSS, FRONTIER_MAX_PSNR, GC_LOSS, MARGIN_DB,
-                     frontier_goal, gia_slicing_pairs)
+                     frontier_dominance, frontier_goal, gia_slicing_pairs)
 from .errors import FedshieldError
 from .experiments import attack_campaign as A
 from .experiments.attack_campaign import TABLE3_REFERENCE
@@ -705,10 +705,15 @@ def item_frontier(tables: Tables) -> str:
         lines.append(f"{NAME.get(ds, ds)} ({_s(len(f['points']), 'point')}): "
                      + (", ".join(f"{r.setting} ({100 * r.acc:.1f} %, {r.psnr_median:.1f} dB)" for r in f["meets"].itertuples())
                         or "none"))
+    dom = frontier_dominance(fr, (FRONTIER_MAX_LOSS,))
+    low = dom[dom.lowest].groupby("dataset", sort=False)
+    eq = ("; ".join(f"{NAME.get(ds, ds)} {', '.join(g.setting)} ({g.psnr_median.iloc[0]:.1f} dB)" for ds, g in low)
+          if len(dom) else "")
     k, m = counted.get("cifar10", (0, 0))
     note = (" CIFAR-10 is not on the frontier yet." if k == 0 else
             f" CIFAR-10 has {k} of {m} points with both halves (a FedAvg cell there is 1-2 hours of one core)." if k < m else "")
-    return head + "; ".join(lines) + """. Two hardened variants of Ours were tried: a noise floor on every
+    return head + "; ".join(lines) + (f". At equal accuracy (within {100 * FRONTIER_MAX_LOSS:.0f} points), the most private: {eq}"
+                                      if eq else "") + """. Two hardened variants of Ours were tried: a noise floor on every
    entry, which against the informed attacker is worth what its floor alone is worth, about DP-G at the
    same noise; and randomised slice boundaries, which fool the Chapter 7 detector but not an attacker who
    widens the dropped slices by the public jitter range (Chapter 10). In the pseudo-gradient reading of the

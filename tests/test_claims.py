@@ -1,7 +1,9 @@
 """The summary chapter's claim checks (fedshield.claims) on small hand-made tables."""
+import numpy as np
 import pandas as pd
 import pytest
 
+from fedshield import FedshieldError
 from fedshield import claims as C
 
 
@@ -237,3 +239,49 @@ def test_frontier_goal_claim():
     assert list(f) == ["mnist", "fmnist", "cifar10"] and list(f["mnist"]["meets"].setting) == ["DP-G"]
     assert f["cifar10"]["points"].empty and list(f["cifar10"]["attack_only"].setting) == ["DP-G"]
     assert len(f["mnist"]["all"]) == 3 and f["cifar10"]["base"] == 0.44
+
+
+def _pts(rows, dataset="mnist"):
+    return pd.DataFrame([dict(dataset=dataset, family=f, setting=s, acc=a, psnr_median=p) for f, s, a, p in rows])
+
+
+def test_pareto_front_is_the_usual_front_without_tolerance_and_keeps_ties_within_it():
+    pts = _pts([("undefended", "none", 0.900, 72.0), ("DP-G", "DP-G", 0.899, 3.6), ("Ours", "Ours, ratio 1.0", 0.890, 3.7),
+                ("GC", "GC, p = 0.99", 0.60, 5.8), ("Ours", "Ours", 0.896, 71.6), ("PLD", "PLD", float("nan"), 47.0)])
+    front = lambda **kw: list(pts[C.pareto_front(pts, **kw)].setting)
+    # strict: the most accurate point and the most private one; Ours 1.0 and GC are dominated by DP-G
+    assert front() == ["none", "DP-G"]
+    # within 1 point and 1 dB nothing tells DP-G and Ours at ratio 1.0 apart; the undefended point is
+    # no more accurate than DP-G and far less private
+    assert front(acc_tol=0.01, psnr_tol=1.0) == ["DP-G", "Ours, ratio 1.0"]
+    # a brute-force check of the definition on random points
+    g = np.random.default_rng(0)
+    rnd = pd.DataFrame(dict(acc=g.uniform(0.4, 0.9, 40).round(2), psnr_median=g.uniform(3, 70, 40).round(0)))
+    for at, pt in ((0.0, 0.0), (0.02, 2.0)):
+        got = C.pareto_front(rnd, acc_tol=at, psnr_tol=pt)
+        for i, r in rnd.iterrows():
+            dominated = any((s.acc >= r.acc - at and s.psnr_median < r.psnr_median - pt)
+                            or (s.acc > r.acc + at and s.psnr_median <= r.psnr_median + pt) for _, s in rnd.iterrows())
+            assert got[i] == (not dominated)
+    assert C.pareto_front(rnd).any()   # a finite set always has a front
+    with pytest.raises(FedshieldError, match="acc_tol and psnr_tol must be >= 0"):
+        C.pareto_front(pts, psnr_tol=-1)
+
+
+def test_frontier_dominance_takes_each_familys_most_private_strength_within_the_budget():
+    pts = pd.concat([_pts([("undefended", "none", 0.90, 72.0), ("DP-G", "DP-G, variance 1e-4", 0.90, 25.0),
+                           ("DP-G", "DP-G", 0.895, 3.6), ("GC", "GC", 0.87, 47.8), ("GC", "GC, p = 0.99", 0.60, 5.8),
+                           ("Ours", "Ours, ratio 0.5", float("nan"), 66.0)]),
+                     _pts([("undefended", "none", 0.44, 47.0), ("GC", "GC", 0.40, 9.7)], "cifar10")],
+                    ignore_index=True)
+    d = C.frontier_dominance(pts, budgets=(0.001, 0.01, 0.05, 1.0))
+    at = lambda ds, b: d[(d.dataset == ds) & (d.budget == b)].set_index("family")
+    assert list(at("mnist", 0.001).setting) == ["DP-G, variance 1e-4"]        # only it is within 0.1 point
+    assert dict(at("mnist", 0.01).setting) == {"DP-G": "DP-G"}               # GC's best is 3 points behind
+    assert dict(at("mnist", 0.05).setting) == {"DP-G": "DP-G", "GC": "GC"}
+    assert dict(at("mnist", 1.0).setting) == {"DP-G": "DP-G", "GC": "GC, p = 0.99"}
+    assert list(at("mnist", 1.0).lowest) == [True, False]
+    assert "Ours" not in set(d.family)                                         # no accuracy, no point
+    assert at("cifar10", 0.01).empty and list(at("cifar10", 0.05).setting) == ["GC"]
+    with pytest.raises(FedshieldError, match="budgets must be accuracy fractions"):
+        C.frontier_dominance(pts, budgets=(0.0,))

@@ -224,6 +224,7 @@ def test_frontier_item_lists_the_points_that_meet_the_goal():
                        dict(dataset="mnist", family="Ours", setting="Ours", acc=0.89, psnr_median=60.0)])
     text = S.item_frontier({"frontier_points": fr})
     assert "MNIST (2 points): DP-G (89.5 %, 4.0 dB)" in text and "Ours (89.0" not in text
+    assert "At equal accuracy (within 2 points), the most private: MNIST DP-G (4.0 dB)." in text
     assert "CIFAR-10 is not on the frontier yet" in text
     assert S.NOT_RUN in S.item_frontier({})
 
