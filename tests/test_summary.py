@@ -47,7 +47,7 @@ MISSING_COLS = ["table", "dataset", "row", "victims", "planned"]
 def test_every_item_renders_without_any_table_and_says_not_run_yet():
     text = S.discussion({})
     numbers = [int(m) for m in re.findall(r"^(\d+)\. \*\*", text, flags=re.M)]
-    assert numbers == list(range(1, len(S.ITEMS) + 1)) == list(range(1, 16))
+    assert numbers == list(range(1, len(S.ITEMS) + 1)) == list(range(1, 17))
     assert S.NOT_RUN in text
     assert "nan" not in text.lower().replace("nan ", "")  # no NaN leaks as a number
     assert "**supported**" not in text and "**NOT supported**" not in text   # no verdict without numbers
@@ -265,3 +265,18 @@ def test_threat_model_discussion_quotes_table1_and_the_label_aware_attacker():
     tabs["attacks_label_aware"] = pd.DataFrame(la[:-1])          # one victim short: not quoted
     assert "label-aware" not in S.threat_model_discussion(tabs)
     assert S.NOT_RUN in S.threat_model_discussion({})
+
+
+def test_formal_privacy_item_reads_the_accounting():
+    import re
+
+    from fedshield.accounting import gaussian_mu, gdp_epsilon
+    text = S.item_formal_privacy({})
+    assert S.item_formal_privacy in S.ITEMS and "no epsilon exists" in text
+    one, k, run = re.search(r"one round is epsilon = (\S+) and the (\d+) rounds a client takes part in (\S+);", text).groups()
+    one, k, run = float(one), int(k), float(run)
+    assert k == 200                                    # 2000 rounds, 10 of 100 clients a round
+    # one round at the paper's noise (std 0.1) and bound (13.05): mu = 2 * 13.05 / 0.1 = 261, epsilon ~ mu^2 / 2
+    assert one == pytest.approx(gdp_epsilon(261.0, 1e-5), rel=1e-3) and 261 ** 2 / 2 < one < 261 ** 2 / 2 + 5 * 261
+    # k rounds compose to sqrt(k) * mu, so epsilon grows about k times
+    assert run == pytest.approx(gdp_epsilon(gaussian_mu(13.05, 0.1, 200), 1e-5), rel=1e-3) and run > 150 * one
