@@ -227,6 +227,16 @@ def test_frontier_item_lists_the_points_that_meet_the_goal():
     assert "At equal accuracy (within 2 points), the most private: MNIST DP-G (4.0 dB)." in text
     assert "CIFAR-10 is not on the frontier yet" in text
     assert S.NOT_RUN in S.item_frontier({})
+    # CIFAR-10: PLD's paper-setting cell is shorter than 2000 rounds by design, the other missing one is not run yet
+    cif = pd.DataFrame([dict(dataset="cifar10", family="undefended", setting="none", acc=0.44, psnr_median=47.0),
+                        dict(dataset="cifar10", family="DP-G", setting="DP-G", acc=0.438, psnr_median=5.3),
+                        dict(dataset="cifar10", family="PLD", setting="PLD", acc=float("nan"), psnr_median=47.8),
+                        dict(dataset="cifar10", family="GC", setting="GC, p = 0.99", acc=float("nan"), psnr_median=8.4)])
+    text = S.item_frontier({"frontier_points": pd.concat([fr, cif], ignore_index=True)})
+    assert "CIFAR-10 has 1 of 3 points with both halves; 1 strength without a FedAvg cell yet" in text and "(GC, p = 0.99)" in text
+    assert "PLD's CIFAR-10 cell runs 300 rounds by design" in text
+    text = S.item_frontier({"frontier_points": pd.concat([fr, cif[cif.setting != "GC, p = 0.99"]], ignore_index=True)})
+    assert "without a FedAvg cell" not in text and "1 of 2 points with both halves; PLD's CIFAR-10 cell" in text
 
 
 def test_convergence_item_derives_its_ratios():
