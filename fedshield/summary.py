@@ -744,8 +744,8 @@ def item_formal_privacy(tables: Tables) -> str:
             f"   against the server, delta = 1e-5, MNIST LeNet). The paper's defense at any ratio below 1 leaves entries\n"
             f"   without noise, so no epsilon exists however large the noise on the other slices. With noise on every\n"
             f"   entry (DP-G at the paper's variance, or Ours at ratio 1.0) and the update clipped to the paper's bound\n"
-            f"   C = {c:g}, one round is epsilon = {one:.3g} and the {k} rounds a client takes part in {run:.3g}; epsilon = 8\n"
-            f"   over those rounds needs a noise std of {need:.3g} per entry, {need / sigma:.2g} times the paper's {sigma:g}. The\n"
+            f"   C = {c:g}, one round is epsilon = {one:.3g} and the {k} rounds a client takes part in on average {run:.3g};\n"
+            f"   epsilon = 8 over those rounds needs a noise std of {need:.3g} per entry, {need / sigma:.2g} times the paper's {sigma:g}. The\n"
             f"   privacy of the whole frontier is empirical, measured against the attacks of this book, not differential privacy.")
 
 

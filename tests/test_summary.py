@@ -283,7 +283,7 @@ def test_formal_privacy_item_reads_the_accounting():
     from fedshield.accounting import gaussian_mu, gdp_epsilon
     text = S.item_formal_privacy({})
     assert S.item_formal_privacy in S.ITEMS and "no epsilon exists" in text
-    one, k, run = re.search(r"one round is epsilon = (\S+) and the (\d+) rounds a client takes part in (\S+);", text).groups()
+    one, k, run = re.search(r"one round is epsilon = (\S+) and the (\d+) rounds a client takes part in on average (\S+);", text).groups()
     one, k, run = float(one), int(k), float(run)
     assert k == 200                                    # 2000 rounds, 10 of 100 clients a round
     # one round at the paper's noise (std 0.1) and bound (13.05): mu = 2 * 13.05 / 0.1 = 261, epsilon ~ mu^2 / 2
