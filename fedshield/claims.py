@@ -427,10 +427,13 @@ FRONTIER_MAX_LOSS = 0.02
 def frontier_goal(points: pd.DataFrame, *, max_psnr: float = FRONTIER_MAX_PSNR,
                   max_loss: float = FRONTIER_MAX_LOSS) -> dict:
     """Per dataset of the frontier's ``points`` (``frontier_points``: ``dataset, family, setting,
-    acc, psnr_median``, one ``family == "undefended"`` row each): ``{"base": undefended accuracy,
-    "points": the strengths with both an accuracy and an attack, "meets": those below ``max_psnr``
-    dB within ``max_loss`` of ``base``, "attack_only": the strengths with an attack but no
-    accuracy}``. A dataset without an undefended accuracy is left out."""
+    acc, psnr_median``, optionally ``psnr_max``, one ``family == "undefended"`` row each):
+    ``{"base": undefended accuracy, "points": the strengths with both an accuracy and an attack,
+    "meets": those with a median below ``max_psnr`` dB within ``max_loss`` of ``base``,
+    "meets_every_victim": those of "meets" whose *worst* victim (``psnr_max``) is below ``max_psnr``
+    too (``None`` without a ``psnr_max`` column): a median hides a minority of victims
+    reconstructed in full, "attack_only": the strengths with an attack but no accuracy}``. A dataset
+    without an undefended accuracy is left out."""
     out = {}
     for ds, g in points.groupby("dataset", sort=False):
         base = g[g.family == "undefended"].acc
@@ -439,8 +442,9 @@ def frontier_goal(points: pd.DataFrame, *, max_psnr: float = FRONTIER_MAX_PSNR,
         base = float(base.iloc[0])
         pts = g[g.family != "undefended"]
         both = pts[pts.acc.notna() & pts.psnr_median.notna()]
-        out[ds] = {"base": base, "points": both, "all": pts,
-                   "meets": both[(both.psnr_median < max_psnr) & (both.acc >= base - max_loss)],
+        meets = both[(both.psnr_median < max_psnr) & (both.acc >= base - max_loss)]
+        out[ds] = {"base": base, "points": both, "all": pts, "meets": meets,
+                   "meets_every_victim": meets[meets.psnr_max < max_psnr] if "psnr_max" in meets else None,
                    "attack_only": pts[pts.acc.isna() & pts.psnr_median.notna()]}
     return out
 
@@ -487,17 +491,21 @@ def frontier_dominance(points: pd.DataFrame, budgets: Sequence[float] = (0.01, 0
 
 
 def beyond_frontier_goal(tables: Tables, *, max_psnr: float = FRONTIER_MAX_PSNR, max_loss: float = FRONTIER_MAX_LOSS,
-                         required: Sequence[str] = ("mnist", "fmnist", "cifar10")) -> tuple[str, bool]:
+                         required: Sequence[str] = ("mnist", "fmnist", "cifar10"),
+                         every_victim: bool = False) -> tuple[str, bool]:
     """Beyond the paper (issue 14): one configuration keeps the adaptive attacker's median PSNR
     below ``max_psnr`` dB with accuracy within ``max_loss`` of undefended on every dataset of
     ``required`` (the same setting on all of them) (``frontier_points``, Chapter 10.5); the measurement names them. A measured
     dataset without such a configuration: not supported; all measured ones with one but a
     ``required`` dataset not on the frontier yet (no point with both an accuracy and an attack):
-    inconclusive (the goal is stated for all three)."""
+    inconclusive (the goal is stated for all three). ``every_victim``: the stricter reading, every
+    attacked victim below ``max_psnr`` (the table's ``psnr_max``; inconclusive without it)."""
     d = table(tables, "frontier_points")
+    if every_victim and "psnr_max" not in d:
+        raise Inconclusive("frontier_points has no psnr_max (the worst victim) column")
     parts, ok, measured, common = [], [], set(), None
     for ds, f in frontier_goal(d, max_psnr=max_psnr, max_loss=max_loss).items():
-        pts, meets = f["points"], f["meets"]
+        pts, meets = f["points"], f["meets_every_victim" if every_victim else "meets"]
         if not len(pts):
             continue
         measured.add(ds)
@@ -554,6 +562,8 @@ CLAIMS: tuple[Claim, ...] = (
           "of undefended", "Chapter 10", beyond_shrink_trains),
     Claim("Beyond the paper: a configuration keeps the adaptive attacker below 15 dB within 2 points of undefended "
           "accuracy on MNIST, Fashion-MNIST and CIFAR-10", "Chapter 10.5", beyond_frontier_goal),
+    Claim("... with every attacked victim below 15 dB, not only the median", "Chapter 10.5",
+          lambda t: beyond_frontier_goal(t, every_victim=True)),
 )
 
 

@@ -239,6 +239,28 @@ def test_frontier_goal_claim():
     assert list(f) == ["mnist", "fmnist", "cifar10"] and list(f["mnist"]["meets"].setting) == ["DP-G"]
     assert f["cifar10"]["points"].empty and list(f["cifar10"]["attack_only"].setting) == ["DP-G"]
     assert len(f["mnist"]["all"]) == 3 and f["cifar10"]["base"] == 0.44
+    assert f["mnist"]["meets_every_victim"] is None          # no worst-victim column: no strict reading
+
+
+def test_frontier_goal_every_victim_reading():
+    # a median below 15 dB can hide victims reconstructed in full: the strict reading needs the worst one below
+    pts = pd.DataFrame([dict(dataset="mnist", family="undefended", setting="none", acc=0.90, psnr_median=72.0, psnr_max=80.0),
+                        dict(dataset="mnist", family="DP-G", setting="DP-G", acc=0.895, psnr_median=3.5, psnr_max=4.5),
+                        dict(dataset="mnist", family="Ours + jitter", setting="jitter", acc=0.899, psnr_median=7.2,
+                             psnr_max=52.5),
+                        dict(dataset="mnist", family="Ours + floor", setting="floor", acc=0.896, psnr_median=13.3,
+                             psnr_max=15.0)])     # exactly at the bound: not below it
+    f = C.frontier_goal(pts)["mnist"]
+    assert list(f["meets"].setting) == ["DP-G", "jitter", "floor"]
+    assert list(f["meets_every_victim"].setting) == ["DP-G"]
+    meas, ok = C.beyond_frontier_goal({"frontier_points": pts}, required=("mnist",), every_victim=True)
+    assert ok is True and meas == "mnist: 1 of 3 strengths (DP-G); on every one: DP-G"
+    meas, ok = C.beyond_frontier_goal({"frontier_points": pts[pts.setting != "DP-G"]}, required=("mnist",),
+                                      every_victim=True)
+    assert ok is False and "0 of 2" in meas
+    assert C.beyond_frontier_goal({"frontier_points": pts[pts.setting != "DP-G"]}, required=("mnist",))[1] is True
+    with pytest.raises(C.Inconclusive, match="psnr_max"):
+        C.beyond_frontier_goal({"frontier_points": pts.drop(columns="psnr_max")}, every_victim=True)
 
 
 def _pts(rows, dataset="mnist"):

@@ -226,6 +226,13 @@ def test_frontier_item_lists_the_points_that_meet_the_goal():
     assert "MNIST (2 points): DP-G (89.5 %, 4.0 dB)" in text and "Ours (89.0" not in text
     assert "At equal accuracy (within 2 points), the most private: MNIST DP-G (4.0 dB)." in text
     assert "CIFAR-10 is not on the frontier yet" in text
+    assert "worst victim" not in text                  # no psnr_max column: nothing to say about it
+    # a point whose median meets the goal but whose worst victim does not is named with that victim
+    strict = fr.assign(psnr_max=[75.0, 4.5, 70.0])
+    strict = pd.concat([strict, pd.DataFrame([dict(dataset="mnist", family="Ours + jitter", setting="jitter", acc=0.899,
+                                                   psnr_median=7.2, psnr_max=52.5)])], ignore_index=True)
+    text = S.item_frontier({"frontier_points": strict})
+    assert "DP-G (89.5 %, 4.0 dB), jitter (89.9 %, 7.2 dB, its worst victim 52.5 dB)" in text
     assert S.NOT_RUN in S.item_frontier({})
     # CIFAR-10: PLD's paper-setting cell is shorter than 2000 rounds by design, the other missing one is not run yet
     cif = pd.DataFrame([dict(dataset="cifar10", family="undefended", setting="none", acc=0.44, psnr_median=47.0),

@@ -153,7 +153,9 @@ def med(tab, c):
 def prec(tab, c):
     r = cell_rows(tab, c)
     return float(r.detect_precision.dropna().mean()) if len(r) == c.config.images and r.detect_precision.notna().any() else float("nan")
-lines, meets_all, n_done, n_all = [], {}, 0, 0
+lines, meets_all, strict_all, n_done, n_all = [], {}, {}, 0, 0
+def c_of(setting, ds):
+    return next(c for c in PLAN_FR if c.setting == setting and c.config.dataset == ds)
 for ds in FR_SETS:
     base = fr_acc(ds, "none")
     pts = [(c.setting, fr_acc(ds, c.setting), med(fa, c)) for c in PLAN_FR if c.config.dataset == ds]
@@ -166,6 +168,7 @@ for ds in FR_SETS:
         continue
     meets = [s for s, a, p in done if p < 15 and a >= base - 0.02]
     meets_all[ds] = meets
+    strict_all[ds] = [s for s in meets if float(cell_rows(fa, c_of(s, ds)).psnr.max()) < 15]
     lines.append(f"- **{NAME[ds]}** (undefended {100 * base:.1f} %; {len(done)} of {len(pts)} strengths measured): "
                  + "; ".join(f"{s} {100 * a:.1f} % / {p:.1f} dB" for s, a, p in done)
                  + f". Meeting the goal: {', '.join(meets) if meets else 'none of those measured'}.")
@@ -218,6 +221,17 @@ for ds in ("mnist", "fmnist"):
               f"(precision {prec(fa, c_of('Ours + jitter 0.5', ds)):.2f}), against {paper_muted:.1f} dB for the paper's "
               f"common boundaries; accuracy "
               + (f"{100 * acc:.1f} % (undefended {100 * base:.1f} %)" if acc == acc else "not run yet") + ".")
+# CIFAR-10 has only the frontier's (widened) attacker: its median passes the goal, its victims do not all
+_cj = cell_rows(fa, c_of("Ours + jitter 0.5", "cifar10")) if any(c.config.dataset == "cifar10" for c in PLAN_FR) else pd.DataFrame()
+_hi = sorted(_cj.psnr[_cj.psnr >= 15], reverse=True) if len(_cj) else []
+cif_jit = ("" if not len(_cj) or not _hi else
+           f" On CIFAR-10 (the widened detector only) the median is {med(fa, c_of('Ours + jitter 0.5', 'cifar10')):.1f} dB, "
+           f"below the goal's bound, but {len(_hi)} of {len(_cj)} victims come back at {' and '.join(f'{x:.1f}' for x in _hi)} dB: "
+           "the same split, which only the per-victim reading of the verdict shows.")
+_fw = [cell_rows(fa, c_of("Ours + floor 0.03", ds)).psnr for ds in FR_SETS]
+_fw = [float(x.max()) for x in _fw if len(x)]
+floor_worst = (f" (its worst victim {max(_fw):.1f} dB on any dataset"
+               + (", just above the bound" if 15 <= max(_fw) < 17 else "") + ")" if _fw else "")
 jtext = ("""**What the boundaries buy** (medians over 8 victims, DLG 500 L-BFGS steps).
 """ + "\n".join(jl) + """
 
@@ -231,10 +245,10 @@ says to assume public) widens each dropped slice by that range and reconstructs 
 noised slices include the first one (the first convolution's weights, the shortest slice) and whose
 detection picks a neighbour instead, so the noise on the first layer stays in the match (the same
 victims fail on Fashion-MNIST, which shares the noise and jitter draws, plus one more). The median
-falls between the two groups, so it says little; the count says the variant fails the goal by far.
+falls between the two groups, so it says little; the count says the variant fails the goal by far.""" + cif_jit + """
 Randomising the boundaries only hides *where* the noise is to within the jitter, and the attacker
 can afford to drop that much more of the gradient. It is kept as an option
-(`PaperDefense(jitter=...)`), not recommended; the noise floor is the variant that holds, at its
+(`PaperDefense(jitter=...)`), not recommended; the noise floor is the variant that holds""" + floor_worst + """, at its
 own price.""")
 put("jit_cells = A.attack_plan", "**What the boundaries buy**", jtext)
 nbformat.write(nb, NB)
@@ -289,7 +303,7 @@ text106 = f"""## 10.7 What is not measured yet, and what did not work
   true update every round (a bias that does not average out).
 - **The frontier** {"is complete on MNIST and Fashion-MNIST." if not missing_pts else f"misses {len(missing_pts)} points: {', '.join(missing_pts)}."}
 - **CIFAR-10** {"is not on the frontier" if not cif_both else f"has {len(cif_both)} of {len(PLAN_FR10)} points with both halves"}: a CIFAR-10 FedAvg cell at the paper's partition costs
-  1-2 h of one core (2-3.5 s a round), {cif_txt}{"so the goal's third dataset is open. " if not cif_both else "points measured (seed 0 accuracy / median PSNR): " + "; ".join(f"{k} {100 * a:.1f} % / {p:.1f} dB" for k, a, p in cif_both) + f"; meeting the goal: {', '.join(meets_all.get('cifar10', [])) or 'none'}. "}{cifar_att}
+  1-2 h of one core (2-3.5 s a round), {cif_txt}{"so the goal's third dataset is open. " if not cif_both else "points measured (seed 0 accuracy / median PSNR): " + "; ".join(f"{k} {100 * a:.1f} % / {p:.1f} dB" for k, a, p in cif_both) + f"; meeting the goal: {', '.join(meets_all.get('cifar10', [])) or 'none'}" + (f", with every victim below 15 dB too: {', '.join(strict_all.get('cifar10', [])) or 'none'}" if meets_all.get('cifar10') else "") + ". "}{cifar_att}
 - **Attacks during training**: {tr_done} of {tr_all} victims attacked (`tools/attack_campaign.py attacks_training`).
 - **Randomised boundaries** (10.5) do not hold against the attacker that knows their range: they are
   kept as an option (`PaperDefense(jitter=...)`) for the record, not recommended."""
