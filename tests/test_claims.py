@@ -307,3 +307,13 @@ def test_frontier_dominance_takes_each_familys_most_private_strength_within_the_
     assert at("cifar10", 0.01).empty and list(at("cifar10", 0.05).setting) == ["GC"]
     with pytest.raises(FedshieldError, match="budgets must be accuracy fractions"):
         C.frontier_dominance(pts, budgets=(0.0,))
+
+
+def test_paired_loss_pairs_by_seed_and_drops_unpaired_seeds():
+    base = pd.Series({0: 0.90, 1: 0.87, 2: 0.89})
+    point = pd.Series({2: 0.88, 0: 0.895, 5: 0.10})      # seed 5 has no undefended run: not compared
+    d = C.paired_loss(base, point)
+    assert list(d.index) == [0, 2] and np.allclose(d.to_numpy(), [0.5, 1.0])
+    assert C.paired_loss(base, pd.Series(dtype=float)).empty
+    with pytest.raises(FedshieldError, match="one accuracy per seed"):
+        C.paired_loss(pd.Series([0.9, 0.8], index=[0, 0]), point)

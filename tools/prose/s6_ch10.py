@@ -290,6 +290,15 @@ cifar_att = (("Where only the attack half is measured (DLG, 8 victims, the adapt
               + (f" PLD's CIFAR-10 FedAvg cell runs {C.SHORT_CELLS[('cifar10', 'pld')]} rounds by design (2000 would be 4-5 hours "
                  "of one core), so PLD has no accuracy at 2000 rounds there." if any(k == "PLD" for k, _ in cif_pts) else ""))
              if cif_pts else "The attack side is cheap (DLG on LeNet, about a minute a victim) and can be measured before the accuracy.")
+# the frontier's accuracy axis is seed 0; the seed check (10.5's verdict) reads the (F)MNIST cells at more seeds
+_sc = {} if flf is None else {ds: sorted(r for r, g in flf[flf.dataset == ds].groupby("row") if set(g.seed) >= {0, 1, 2})
+                              for ds in ("mnist", "fmnist")}
+_n_rows = len(C.FRONTIER)
+seed_txt = ("the frontier's accuracy axis is seed 0. The seed check of 10.5's verdict (the loss against undefended, "
+            "paired by seed) has the paper-setting points at 3 seeds and, of the "
+            f"{_n_rows} other strengths, {len(_sc.get('mnist', []))} on MNIST and {len(_sc.get('fmnist', []))} on Fashion-MNIST "
+            "(`tools/campaign.py frontier --seeds 1 2 --datasets mnist fmnist`, 5-9 minutes a cell); "
+            "CIFAR-10's frontier is seed 0 only (1-2 hours a cell), so its seed spread is not measured.")
 text106 = f"""## 10.7 What is not measured yet, and what did not work
 
 - **The compensation goal is not met.** At 2000 rounds (MNIST, 3 seeds) the uncompensated defended run
@@ -304,6 +313,7 @@ text106 = f"""## 10.7 What is not measured yet, and what did not work
 - **The frontier** {"is complete on MNIST and Fashion-MNIST." if not missing_pts else f"misses {len(missing_pts)} points: {', '.join(missing_pts)}."}
 - **CIFAR-10** {"is not on the frontier" if not cif_both else f"has {len(cif_both)} of {len(PLAN_FR10)} points with both halves"}: a CIFAR-10 FedAvg cell at the paper's partition costs
   1-2 h of one core (2-3.5 s a round), {cif_txt}{"so the goal's third dataset is open. " if not cif_both else "points measured (seed 0 accuracy / median PSNR): " + "; ".join(f"{k} {100 * a:.1f} % / {p:.1f} dB" for k, a, p in cif_both) + f"; meeting the goal: {', '.join(meets_all.get('cifar10', [])) or 'none'}" + (f", with every victim below 15 dB too: {', '.join(strict_all.get('cifar10', [])) or 'none'}" if meets_all.get('cifar10') else "") + ". "}{cifar_att}
+- **Seeds**: {seed_txt}
 - **Attacks during training**: {tr_done} of {tr_all} victims attacked (`tools/attack_campaign.py attacks_training`).
 - **Randomised boundaries** (10.5) do not hold against the attacker that knows their range: they are
   kept as an option (`PaperDefense(jitter=...)`) for the record, not recommended."""
