@@ -229,3 +229,57 @@ def paper_value(table: str, dataset: str, row: str, metric: str) -> float:
     p = paper_table(table)
     v = p[(p.dataset == dataset) & (p.row == row) & (p.metric == metric)].value
     return float(v.iloc[0]) if len(v) else float("nan")
+
+
+# ------------------------------------------------------------------------------------- a page's parameters
+def _setting(v) -> str:
+    """One profile value as a reader reads it: ``yes``/``no``, ``-`` for None (the setting of the
+    committed tables), sequences joined by commas (``none`` when empty), ``(name, value)`` pairs and
+    dicts as ``name value``."""
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if v is None:
+        return "-"
+    if isinstance(v, dict):
+        return "; ".join(f"{k} {_setting(x)}" for k, x in v.items())
+    if isinstance(v, (tuple, list)):
+        if not v:
+            return "none"
+        if all(isinstance(x, tuple) and len(x) == 2 and isinstance(x[0], str) for x in v):
+            return ", ".join(f"{k} {_setting(x)}" for k, x in v)
+        return ", ".join(f"({_setting(x)})" if isinstance(x, (tuple, list)) and len(x) > 1 else _setting(x)
+                         for x in v)
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
+def profile_table(ns) -> pd.DataFrame:
+    """The parameters a page ran with (:func:`fedshield.profiles.get_profile`'s namespace) as a
+    table indexed by ``parameter`` with one column, ``value`` (a short string), the profile's name first;
+    a dict of settings (say ``attacks``) is one row per entry (``attacks: run``), its ``None`` entries
+    (the setting of the committed tables) left out."""
+    rows = [("profile", str(ns.profile))]
+    for k, v in vars(ns).items():
+        if k == "profile":
+            continue
+        if isinstance(v, dict) and any(isinstance(x, (bool, type(None))) for x in v.values()):
+            rows += [(f"{k}: {kk}", _setting(x)) for kk, x in v.items() if x is not None]
+        else:
+            rows.append((k, _setting(v)))
+    return pd.DataFrame(rows, columns=["parameter", "value"]).set_index("parameter")
+
+
+# ------------------------------------------------------------------------------------- prose helpers
+def span(values, fmt: str = "{:.1f}") -> str:
+    """The range of ``values`` as ``lo-hi`` (:func:`value_range`), ``n/a`` when none is a number."""
+    v = [float(x) for x in values if x is not None and x == x]
+    return value_range(min(v), max(v), fmt) if v else "n/a"
+
+
+def each(fn, dsets, sep: str = ", ") -> str:
+    """``fn(d)`` for every dataset key of ``dsets``, each after its name (:data:`NAME`): ``MNIST 9.8, ...``."""
+    return sep.join(f"{NAME.get(d, d)} {fn(d)}" for d in dsets)
+
+
+__all__ += ["profile_table", "span", "each"]
