@@ -181,7 +181,7 @@ def feature_scores(model: nn.Module, x: Tensor, *, eps: float = 1e-10, chunk: in
         n_feat = int(model.features(x[:1]).shape[1])
         # exact path on a wide model (the width-64 ConvNet: 4096 features on CIFAR-10): one sample at
         # a time and 32 vector-Jacobian products at once, else the backward pass is batched over
-        # chunk x F cotangents (measured: 22 GB for 4 CIFAR-10 images, killed for memory)
+        # chunk x F cotangents (batched over samples too, 4 CIFAR-10 images ran out of memory)
         wide = probes is None and n_feat > _WIDE_FEATURES
         step = 1 if wide else chunk
         for i in range(0, x.shape[0], step):

@@ -409,7 +409,8 @@ class Simulator:
         masked mean losses. The forward pass is vmapped over the clients; the backward pass is one
         ordinary autograd pass through the *sum* of the clients' losses, which gives every client's
         gradient at once because no client's loss depends on another's parameters (the same numbers
-        as ``vmap(grad(loss))``, about 20 % faster for the small models of the paper on a CPU)."""
+        as ``vmap(grad(loss))``, faster for the small models of the paper on a CPU:
+        ``benchmarks/bench_client_grad.py`` prints both side by side)."""
         work = self._work
         fwd = torch.vmap(lambda params, x: torch.func.functional_call(work, params, (x,)))
 

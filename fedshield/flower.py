@@ -28,7 +28,7 @@ How a defended round runs
    ``N(0, sigma^2)`` on every entry of ``max(1, floor(s * ratio))`` random slices. It replies with
    ``w_local - local_lr * (g~ - g)`` (= ``w_global - local_lr * g~``; entries outside the perturbed
    slices are the trained ones, bit for bit, when there is no clipping and no floor). Beyond the
-   paper (issue 14), when the defense has them: a noise ``floor`` (``N(0, floor^2)`` on every entry)
+   paper (Chapter 10), when the defense has them: a noise ``floor`` (``N(0, floor^2)`` on every entry)
    and ``jitter`` (the client moves the server's slice boundaries by its own secret amounts,
    :func:`fedshield.defense.jitter_bounds`, before drawing the noised slices), exactly as
    ``PaperDefense.client`` does in the simulator. Buffers (e.g. batch-norm

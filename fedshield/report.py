@@ -97,9 +97,9 @@ def accuracy_beside_paper(tab, dataset: str, *, table: str = "II[A]",
     """One Markdown sentence of the final accuracies of a FedAvg campaign table ``tab`` (columns
     ``dataset, row, final_accuracy``; one row per seed) on ``dataset``, each defense's mean over its
     seeds beside the paper's ACC of ``table``, then the defenses of ``rows`` not run yet, e.g.
-    ``"undefended 43.9 % (1 seed; paper 54.15 %); Ours 44.0 % (1 seed; paper 52.47 %); not run yet:
-    GC, PLD"``. A cell run at fewer rounds than the rest (:func:`fewer_rounds`, a cell over the
-    budget) is marked with its scale and put beside the undefended run's accuracy at that round,
+    ``"undefended <acc> % (1 seed; paper 54.15 %); Ours <acc> % (1 seed; paper 52.47 %); not run yet:
+    GC, PLD"`` (``<acc>`` the measured mean). A cell run at fewer rounds than the rest
+    (:func:`fewer_rounds`, a cell over the budget) is marked with its scale and put beside the undefended run's accuracy at that round,
     not beside the paper's 2000-round number. The chapters print it from the committed table
     instead of keeping the numbers in their prose."""
     if dataset not in PAPER_DATASET:

@@ -1,11 +1,11 @@
-"""Verdicts that survive the spread (issue 13): paired comparisons over the same victims or seeds.
+"""Verdicts that survive the spread: paired comparisons over the same victims or seeds.
 
-An attack's PSNR varies a lot from victim to victim (one victim in three or four keeps about 21 dB
-against Ours on the greyscale datasets), so "ours < baseline" decided on two medians can flip with
-the victims drawn. :func:`paired_comparison` compares two defenses on the *same* victims: the
-per-victim differences, their median and inter-quartile range, how often one side wins, and the
-exact one-sided Wilcoxon signed-rank p-value. With ``n`` victims and no ties the smallest possible
-one-sided p is ``2^-n``: 4 victims can never reach ``p < 0.05`` (the minimum is 0.0625), 8 can.
+An attack's PSNR varies a lot from victim to victim (against Ours some victims keep much of their
+image and others nothing; the attack tables hold one row per victim), so "ours < baseline" decided
+on two medians can flip with the victims drawn. :func:`paired_comparison` compares two defenses on
+the *same* victims: the per-victim differences, their median and inter-quartile range, how often
+one side wins, and the exact one-sided Wilcoxon signed-rank p-value. With ``n`` victims and no
+ties the smallest possible one-sided p is ``2^-n``: 4 victims can never reach ``p < 0.05`` (the minimum is 0.0625), 8 can.
 """
 from __future__ import annotations
 

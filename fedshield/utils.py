@@ -65,8 +65,8 @@ def check_finite(x: Tensor, name: str) -> None:
     Fast path: a sum is finite only if every term is (a NaN or an infinity propagates; +inf and
     -inf give NaN), so one reduction decides the common case; only a non-finite sum (a non-finite
     entry, or finite entries summing past the float range) pays for the element-wise test, and an
-    overflowing sum of finite entries is not an error. About 20x faster than ``isfinite(x).all()`` on a
-    round of LeNet updates (``benchmarks/bench_perturb.py``)."""
+    overflowing sum of finite entries is not an error. Faster than ``isfinite(x).all()`` on a round of
+    LeNet updates (``benchmarks/bench_perturb.py`` prints the ratio)."""
     if x.numel() == 0 or not x.is_floating_point() or bool(torch.isfinite(x.sum())):
         return
     if not torch.isfinite(x).all():

@@ -1,4 +1,4 @@
-"""Issue 13's paper-scale attack campaign: attack the victims of a plan that its committed table
+"""The paper-scale attack campaign: attack the victims of a plan that its committed table
 does not hold yet (see ``fedshield.experiments.attack_campaign``), each finished chunk of victims
 merged into ``results/tables/<profile>/<plan>.json`` at once; stops starting chunks after
 ``--budget-min``.

@@ -1,4 +1,4 @@
-"""Issue 12's calibration search: undefended FedAvg at the paper's scale under each reading of its
+"""The calibration search: undefended FedAvg at the paper's scale under each reading of its
 local training (``fedshield.experiments.calibration.READINGS``), accuracy every 250 rounds against
 the paper's (Table II[A]). Runs go through the result cache (resumable, a finished run is free);
 the table is saved as ``results/tables/<profile>/calibration.json``.

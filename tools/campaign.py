@@ -1,11 +1,11 @@
-"""Issue 12's paper-scale FedAvg campaign: run the cells of a plan that its committed table does
+"""The paper-scale FedAvg campaign: run the cells of a plan that its committed table does
 not hold yet (see ``fedshield.experiments.campaign``), each finished row merged into
 ``results/tables/<profile>/<plan>.json`` at once; stops starting cells after ``--budget-min``.
 
     OMP_NUM_THREADS=1 .venv/bin/python tools/campaign.py table2a_acc --seeds 0 1 2 --budget-min 55
 
-One thread per worker: a LeNet round at batch size 1 is overhead-bound (measured 2.5 ms a local
-step on 1 thread, 4.1 ms on 2), so two one-thread workers on two cores do twice the work.
+One thread per worker: a LeNet round at batch size 1 is overhead-bound (a local step is no faster
+on two threads than on one), so two one-thread workers on two cores do twice the work.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 14: the aggregate error of each compensation on real rounds of the calibrated MNIST run
+"""Beyond the paper (Chapter 10): the aggregate error of each compensation on real rounds of the calibrated MNIST run
 (``fedshield.experiments.compensation_error``); the table goes to
 ``results/tables/<profile>/compensation_rules_error.json``.
 

@@ -1,4 +1,4 @@
-"""What only a GPU affords (issue 12): the per-round CPU cost of the `paper` profile's ConvNet
+"""What only a GPU affords: the per-round CPU cost of the `paper` profile's ConvNet
 FedAvg (Table II[B]: width 64, the paper's partition and local training) and the 2000-round estimate.
 
 Runs ``--rounds`` rounds per dataset (undefended and with Ours) from chapter 7's paper profile and

@@ -1,4 +1,4 @@
-"""How fast do the equal-risk slice boundaries move during training? (issue 12, ART)
+"""How fast do the equal-risk slice boundaries move during training? (the refresh schedule, ART)
 
 Trains the calibrated undefended run (``fedshield.experiments.campaign.paper_scale_config``) and
 every ``--every`` rounds computes the equal-risk slices twice (two probe seeds):

@@ -6,7 +6,7 @@ results cached on disk keyed by both (a notebook that is re-run or interrupted l
 - :mod:`.fedavg`: FedAvg runs (:func:`run_fl`, :func:`fl_defense`, :func:`fl_root_set`).
 - :mod:`.attack`: attack experiments (:class:`AttackConfig`, :func:`run_attack`).
 - :mod:`.calibration`: the undefended run under each reading of the paper's local training
-  (:func:`run_calibration`, issue 12's search).
+  (:func:`run_calibration`, the search behind the calibrated setting).
 - :mod:`.clipping`: the attacker who compensates one client's update (Chapter 5,
   :func:`run_clipping_attack`).
 - :mod:`.campaign`: the paper-scale FedAvg campaign (Chapter 8): cells, plans, resumable tables.

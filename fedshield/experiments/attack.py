@@ -218,7 +218,8 @@ class AttackConfig:
         if self.defense in SEEDED_DEFENSES:
             d["defense_seed_rule"] = "seed+1009"
         if self.muted and self.defense == "ours" and dict(self.defense_kwargs).get("floor"):
-            d["detector"] = "floor-aware"   # the muted attacker models the public noise floor (since session 5)
+            d["detector"] = "floor-aware"   # the muted attacker models the public noise floor: its results never share
+            # a key with those of a detector that ignored the floor
         return config_key(d, "attack")
 
 
@@ -393,9 +394,9 @@ def _prepare_victims(cfg: AttackConfig, model: nn.Module, data_dir) -> Victims:
 
 def vectorized_default(attack: str) -> bool:
     """Whether :func:`attack_victims` runs ``attack`` vectorised by default: DLG yes (its batched
-    L-BFGS is 2.0-2.2x the per-victim loop), Inverting Gradients no (on ConvNet-64 the vmapped
-    double backward ran at 0.78x the loop; ``benchmarks/bench_attacks.py --victims 8 --threads 1
-    --width 64`` prints both side by side)."""
+    L-BFGS is faster than the per-victim loop), Inverting Gradients no (on ConvNet-64 the vmapped
+    double backward is slower than the loop; ``benchmarks/bench_attacks.py --victims 8 --threads 1
+    --width 64`` prints both side by side, with their ratio)."""
     return attack != "ig"
 
 

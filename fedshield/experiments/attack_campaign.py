@@ -1,6 +1,6 @@
-"""The paper-scale attack campaign (issue 13): DLG with 500 L-BFGS steps on the LeNet (Tables I and
+"""The paper-scale attack campaign: DLG with 500 L-BFGS steps on the LeNet (Tables I and
 II[A]) and Inverting Gradients with 1000 Adam steps on the width-64 ConvNet (Tables II[B], III),
-and DLG against the global model during training (issue 14), resumable per victim across machines through the committed result tables.
+and DLG against the global model during training (Chapter 10), resumable per victim across machines through the committed result tables.
 
 An :class:`AttackCell` is one :class:`~fedshield.experiments.attack.AttackConfig` with the name of
 its row in the paper's table. A *plan* is a named list of cells whose victims form one table,
@@ -45,15 +45,16 @@ __all__ = ["AttackCell", "dlg_config", "ig_config", "IG_HYPER", "ATTACK_PLANS", 
 TABLE2_ROWS = (("none", "none", False), ("Ours", "ours", False), ("Ours-muted", "ours", True),
                ("PLD-muted", "pld", True), ("GC", "gc", False), ("DP-G", "dp-g", False), ("DP-L", "dp-l", False),
                ("PLD", "pld", False))
-#: rows whose verdicts decide the paper's claims: more victims (issue 13: >= 8 for DLG)
+#: rows whose verdicts decide the paper's claims: more victims (>= 8 for DLG: the paired test of
+#: :mod:`fedshield.stats` cannot reach p < 0.05 with fewer)
 _MANY = ("none", "Ours", "Ours-muted", "PLD-muted")
 
 #: Inverting Gradients' hyper-parameters in the campaign: the attack's defaults (Geiping et al.'s
 #: CIFAR-10 recipe: cosine distance, signed gradients, box constraint, step decay at 3/8, 5/8, 7/8,
-#: Adam 0.1, TV 1e-4), here on [0, 1] pixels. Measured once before the campaign (2 CIFAR-10 victims,
-#: undefended, 1000 steps, ConvNet-64): 22.5 / 19.6 dB, SSIM 0.75 / 0.77, a recognisable image, so
-#: no other setting was searched. (Their code applies these to std-normalised images, so its pixel
-#: step is about 4x smaller; not compared here.)
+#: Adam 0.1, TV 1e-4), here on [0, 1] pixels. Undefended (ConvNet-64, 1000 steps) they give
+#: recognisable CIFAR-10 images, so no other setting is searched; the undefended row of Table II[B]
+#: reports their PSNR and SSIM. (Their code applies these to std-normalised images, std about 0.25, so
+#: its pixel step is about 4x smaller; not compared here.)
 IG_HYPER = dict(lr=0.1, tv=1e-4)
 
 
@@ -168,13 +169,13 @@ def table3_long(*, profile: str = "default", run: bool = False, iterations: Opti
     return pd.DataFrame(out, columns=cols), miss3 + missr
 
 
-#: the rounds of a training run whose global model is attacked (issue 14)
+#: the rounds of a training run whose global model is attacked (Chapter 10)
 TRAINING_ROUNDS = (0, 100, 1000, 2000)
 
 
 def _training_plan(*, images=8, iterations=500, datasets=("mnist", "fmnist"), rounds=TRAINING_ROUNDS,
                    total=2000) -> list[AttackCell]:
-    """Attack during training (issue 14): DLG against the global model of Table II[A]'s training run
+    """Attack during training (Chapter 10): DLG against the global model of Table II[A]'s training run
     (the calibrated paper-scale FedAvg, seed 0) after each of ``rounds``: undefended updates on the
     undefended run's model, Ours' updates (plain and muted attacker) on Ours' run's model."""
     return [AttackCell(dlg_config(ds, d, m, images=images, iterations=iterations, trained_round=int(r),
@@ -183,7 +184,7 @@ def _training_plan(*, images=8, iterations=500, datasets=("mnist", "fmnist"), ro
 
 
 def _frontier_plan(*, images=8, iterations=500, datasets=("mnist",)) -> list[AttackCell]:
-    """The adaptive attacker's frontier (issue 14): DLG (Table II[A]'s setting, 8 victims) by the
+    """The adaptive attacker's frontier (Chapter 10): DLG (Table II[A]'s setting, 8 victims) by the
     strongest attacker that knows the defense, at each strength of
     :data:`fedshield.experiments.campaign.FRONTIER` and at the paper's: the slice detector against
     Ours (widened by the jitter against randomised boundaries), matching the unpruned entries

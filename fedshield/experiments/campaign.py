@@ -1,4 +1,4 @@
-"""The paper-scale FedAvg campaign (issue 12): cells of 2000 rounds in the calibrated setting,
+"""The paper-scale FedAvg campaign: cells of 2000 rounds in the calibrated setting,
 resumable across machines through the committed result tables.
 
 A :class:`Cell` is one FedAvg run: dataset, defense (by name, with options over the paper's
@@ -13,8 +13,8 @@ the simulator's checkpoint in the result cache.
 The calibrated setting (:data:`CALIBRATED`, chosen in the book's calibration page from
 ``results/tables/default/calibration.json``): DLG's U(-0.5, 0.5) initialisation, the paper's
 4-convolution LeNet, local mini-batches of 1, SGD 1e-2, 2 local epochs, the paper's partition,
-2000 rounds: 0.8995 undefended on MNIST (paper 0.9169), 0.785 on Fashion-MNIST (paper 0.918), the
-closest of the nine readings on both.
+2000 rounds: of the nine readings, the one whose undefended accuracy comes closest to the paper's on
+both MNIST and Fashion-MNIST (Chapter 8's calibration page prints them beside the paper's).
 """
 from __future__ import annotations
 
@@ -162,15 +162,16 @@ def campaign_status(name: str, cells: Sequence[Cell], profile: str = "default") 
 # ------------------------------------------------------------------------------------- plans
 #: Ours: the leakage risk and slices are refreshed in rounds 0, 1, 2, 4, ..., 128, 256 and then every
 #: ``RISK_EVERY`` rounds (``PaperDefense(risk_warmup=True)``), chosen from the measured drift of the
-#: slice boundaries (``tools/slice_drift.py``, the book's ART page): 9-19 % of the entries change
-#: slice within 25 rounds before round 100, 1-6 % within 25 to 400 rounds afterwards, against 1.1 %
-#: for two draws of the 8-probe estimator on one model
+#: slice boundaries (``tools/slice_drift.py``; the book's ART page prints it): the share of entries
+#: that change slice between refreshes, fast early in training and slow after round 100, against the
+#: share on which two draws of the 8-probe estimator on one model disagree
 RISK_EVERY = 200
 OURS_REFRESH = {"risk_every": RISK_EVERY, "risk_warmup": True}
 TABLE2A_DEFENSES = ("none", "ours", "gc", "dp-g", "dp-l", "pld")
 #: PLD in the campaign: Soteria's feature scores estimated with 16 Gaussian probes per sample (one
-#: forward-mode pass each) instead of one backward pass per feature (588 on the MNIST LeNet): 2.2 s a
-#: round exact on 2 cores, 80 min per 2000-round cell, six cells over the budget of the campaign
+#: forward-mode pass each) instead of one backward pass per feature (588 on the MNIST LeNet), which
+#: makes the exact score too slow for 2000-round cells (``benchmarks/bench_pld.py`` prints the cost and
+#: the fidelity of both)
 PLD_ESTIMATED = (("probes", 16),)
 
 
@@ -179,17 +180,17 @@ def _ours(**kw) -> tuple:
 
 
 def training_options(defense: str) -> tuple:
-    """A defense's options in Table II[A]'s campaign cells (Ours' refresh schedule, PLD's estimate)."""
+    """A defense's options in the cells of Table II[A]'s plans (Ours' refresh schedule, PLD's estimate)."""
     return _ours() if defense == "ours" else PLD_ESTIMATED if defense == "pld" else ()
 
 
 #: Table II[A]'s cells that do not fit the campaign's budget at 2000 rounds and run at fewer, marked
 #: by their ``rounds`` (``report.fewer_rounds``; the book puts them beside the undefended run's
 #: accuracy at that round, not beside the paper's ACC): PLD on CIFAR-10 at the paper's partition
-#: costs 7-8 s a round on one core (its feature score: 16 forward-mode probes on each of a round's
-#: ~4,000 local images, against 2.7 s for the undefended round), 4-5 hours for 2000 rounds, more
-#: than a session; 300 rounds are under 45 minutes and its accuracy curve is compared with the
-#: other cells' at rounds 100, 200, 300
+#: costs several times the undefended round (its feature score: 16 forward-mode probes on every local
+#: image of a round; ``benchmarks/bench_pld.py`` prints the cost), too long for 2000 rounds in one run
+#: of ``tools/campaign.py``; at 300 rounds its accuracy curve is compared with the other cells' at
+#: rounds 100, 200, 300
 SHORT_CELLS = {("cifar10", "pld"): 300}
 
 
@@ -248,14 +249,14 @@ def _fig2(seeds: Iterable[int]) -> list[Cell]:
 
 
 def _compensation_rules(seeds: Iterable[int]) -> list[Cell]:
-    """Beyond the paper (issue 14): Ours on MNIST with per-layer compensation
+    """Beyond the paper (Chapter 10): Ours on MNIST with per-layer compensation
     (:func:`fedshield.defense.compensate_layers`, hard threshold and optimal shrinkage) instead of the
     paper's global projection, Table II[A]'s setting otherwise."""
     return [Cell("mnist", "ours", s, row=f"per-layer {rule}", options=_ours(compensation=rule))
             for s in seeds for rule in ("shrink", "hard")]
 
 
-#: the adaptive attacker's frontier (issue 14), MNIST: each defense at strengths other than the
+#: the adaptive attacker's frontier (Chapter 10), MNIST: each defense at strengths other than the
 #: paper's (whose cells are Table II[A]'s): DP-G's variance, GC's pruned fraction, Ours' ratio, and
 #: the hardened variants, Ours with a noise floor of this std on every entry
 #: (``PaperDefense(floor=...)``) and Ours with each client's slice boundaries randomised
@@ -279,13 +280,13 @@ def _frontier(seeds: Iterable[int], datasets: Iterable[str] = ("mnist", "fmnist"
 PLANS = {
     "table2a_acc": lambda seeds: _table2a(("mnist", "fmnist"), seeds, tuple(d for d in TABLE2A_DEFENSES if d != "pld")),
     "table2a_pld": lambda seeds: _table2a(("mnist", "fmnist"), seeds, ("pld",)),
-    # CIFAR-10 at the paper's partition (1000 clients, 200 a round): ~1.6 s a round on 2 threads, a
-    # 2000-round cell ~55 min: one worker with both threads (OMP_NUM_THREADS=2 tools/campaign.py)
+    # CIFAR-10 at the paper's partition (1000 clients, 200 a round): rounds large enough to use two
+    # threads, so one worker with both threads (OMP_NUM_THREADS=2 tools/campaign.py)
     "table2a_cifar": lambda seeds: _table2a(("cifar10",), seeds),
     "noise_readings": _noise_readings,
     "fig2_table3de": _fig2,
     "compensation_rules": _compensation_rules,
-    # CIFAR-10's frontier cells are ~1 h each (the paper's partition): run them one row at a time
+    # CIFAR-10's frontier cells are the plan's longest (the paper's partition): run them one row at a time
     "frontier": lambda seeds: _frontier(seeds, ("mnist", "fmnist", "cifar10")),
 }
 

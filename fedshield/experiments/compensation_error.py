@@ -1,5 +1,5 @@
 """How close each compensation brings a perturbed aggregate to the clean one, on real FedAvg rounds
-(issue 14): the paper's global Marchenko-Pastur projection (:func:`fedshield.defense.compensate`)
+(Chapter 10): the paper's global Marchenko-Pastur projection (:func:`fedshield.defense.compensate`)
 against the per-layer rules of :func:`fedshield.defense.compensate_layers`.
 
 :func:`run_compensation_error` trains an undefended FedAvg run and, at the rounds asked for, records

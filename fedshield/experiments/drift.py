@@ -1,5 +1,5 @@
 """How fast the equal-risk slice boundaries move during training (the refresh schedule of the
-paper's defense, issue 12).
+paper's defense, chosen from it for the paper-scale campaign).
 
 :func:`run_slice_drift` trains an undefended FedAvg run and every ``every`` rounds computes the
 leakage risk on the FedAvg root set and the equal-risk slices, with the defense's probe seed and with

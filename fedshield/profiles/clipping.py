@@ -2,7 +2,7 @@
 
 FedAvg on MNIST / LeNet (paper partition, 100 clients, 10 per round) for the accuracy column;
 DLG (L-BFGS, known labels) on single MNIST test images against the DLG LeNet for the attacks.
-Clipping bounds are L2 norms in gradient units (a LeNet single-image gradient has norm ~10-20).
+Clipping bounds are L2 norms in gradient units (the chapter prints the median clean gradient norm).
 
 ``campaign``: the accuracies (Fig. 2 / Table III[D] / III[E]) come from Chapter 8's paper-scale
 campaign (``fedshield.experiments.campaign``): ``run`` its missing cells here (smoke: a

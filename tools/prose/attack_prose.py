@@ -1,4 +1,4 @@
-"""Data-driven attack prose (issue 13) for the README from the committed attack tables (chapters 1, 7
+"""Data-driven attack prose for the README from the committed attack tables (chapters 1, 7
 and 9's discussions and chapter 10's frontier verdict are code cells of their chapters; chapter 10.4 is
 s6_ch10.py's)."""
 import pathlib
@@ -48,11 +48,11 @@ pstr = wins_text
 
 # ---- end of the helpers s6_readme.py executes
 
-# chapter 7's discussion is printed by its own code cell from the chapter's tables (session 8)
+# chapter 7's discussion is printed by its own code cell from the chapter's tables
 
 NB = str(ROOT) + "/notebooks/"
 
-# chapter 1's discussion is printed by its own code cell (fedshield.summary.threat_model_discussion, session 10)
+# chapter 1's discussion is printed by its own code cell (fedshield.summary.threat_model_discussion)
 
 # ------------------------------------------------------------------ README
 from pathlib import Path
@@ -78,7 +78,7 @@ s = s[:a] + new_block + s[b:]
 readme.write_text(s)
 print("readme ok")
 
-# chapter 9's discussion is printed by its own code cell from the committed tables (fedshield.summary, session 9)
+# chapter 9's discussion is printed by its own code cell from the committed tables (fedshield.summary)
 
 # chapter 10.4 (attacks during training) is written by s6_ch10.py, which run_all.sh runs after this script;
 # the frontier's verdict is a code cell of chapter 10

@@ -41,7 +41,7 @@ def set_md(path, start, end, text):
     set_between(path, start, end, text, end_in_cell=False)
 
 NB = str(ROOT) + "/notebooks/"
-# chapter 7's ACC and ART bullets are printed by the chapter's discussion cell (session 8)
+# chapter 7's ACC and ART bullets are printed by the chapter's discussion cell
 # ---- chapter 4
 set_md(NB + "04_compensation.ipynb", "table. Our accuracies", "*What we measure*", """table. Our accuracies are at the paper's 2000 rounds on the LeNet in the calibrated setting
 (Chapter 8); the paper's Table III[D] is its ConvNet, so Δ compares models as well as defenses.

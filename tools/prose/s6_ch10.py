@@ -1,4 +1,4 @@
-"""Session 6: chapter 10 cells for randomised boundaries and the rewritten intro / 10.7 (idempotent)."""
+"""Chapter 10 cells for randomised boundaries and the rewritten intro / 10.7 (idempotent)."""
 import pathlib
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parents[1]

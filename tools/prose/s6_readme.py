@@ -1,4 +1,4 @@
-"""Session 6: README status bullets 1-2 (attacks at the paper's scale) and a beyond-the-paper bullet (idempotent)."""
+"""README status bullets 1-2 (attacks at the paper's scale) and a beyond-the-paper bullet (idempotent)."""
 import pathlib
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
