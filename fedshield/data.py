@@ -19,20 +19,22 @@ cifar100   ``cifar100/cifar-100-python/`` or ``cifar-100-python/``,      50,000 
 ========== ============================================================ =================
 
 CIFAR-10 sources (``cifar10_source``): ``"pickle"`` the original pixels; ``"jpeg"`` the complete
-set after a JPEG round trip (mean absolute error about 5/255), put back into the original CIFAR-10
+set after a JPEG round trip (``tests/test_data.py`` bounds its error), put back into the original CIFAR-10
 order when the exact-subset file (which holds all original labels) is next to it, otherwise
 grouped by class; ``"exact"`` the original pixels of a 5,438 + 1,017 image subset; ``"auto"``
 the pickles when present, else the JPEG pack.
 
 The data directory is: explicit argument > ``$FEDSHIELD_DATA`` > ``./data``. Decoded arrays are
-cached once as ``uint8`` ``.npy`` files (a cached split loads in well under a second; the 50,000
-CIFAR-10 training images take about a second as float32, ~0.1 s with ``dtype=torch.uint8``) in
+cached once as ``uint8`` ``.npy`` files (a cached split loads much faster than it decodes, and
+faster still with ``dtype=torch.uint8``, which skips the float32 conversion) in
 ``$FEDSHIELD_DATA_CACHE`` when set, else ``<data dir>/_cache/`` when the data directory is
 writable, else ``$XDG_CACHE_HOME/fedshield/data`` (default ``~/.cache/fedshield/data``).
 The cache key covers the source files' paths, sizes and mtimes; bump ``_CACHE_VERSION`` when the
 decoding changes. ``fedshield data download mnist fmnist cifar10 --data-dir DIR`` fetches
 the official files (checksums verified); ``fedshield data prepare cifar10`` decodes and
-caches (``python -m fedshield.data ...`` still works). The CIFAR pickles are read with :mod:`pickle`: use only the official (checksummed) files.
+caches (both are :mod:`fedshield.commands.data`, which calls :func:`download` and
+:func:`load_dataset`). The CIFAR pickles are read with :mod:`pickle`: use only the official
+(checksummed) files.
 
 Partitions
 ----------
@@ -51,7 +53,6 @@ import json
 import math
 import os
 import pickle
-import sys
 import tarfile
 import tempfile
 import urllib.error
@@ -824,8 +825,3 @@ def download(names: str | Iterable[str], data_dir: str | os.PathLike | None = No
                                 raise FedshieldError(f"{dest} holds an unsafe member {m.name!r}")
                         tar.extractall(folder)
 
-
-if __name__ == "__main__":  # the old spelling of `fedshield data ...` (fedshield.commands.data)
-    from fedshield.commands.data import main
-
-    sys.exit(main(sys.argv[1:], prog="python -m fedshield.data"))

@@ -2,15 +2,15 @@
 
 ``fedshield data download mnist fmnist cifar10 [--data-dir DIR] [--mirror URL]`` and
 ``fedshield data prepare cifar10 [--cifar10-source auto|pickle|jpeg|exact]``
-(``python -m fedshield.data ...`` is the same command).
+(``python -m fedshield data ...`` is the same command). The downloads, checksums and decoding are
+:mod:`fedshield.data`'s (:func:`~fedshield.data.download`, :func:`~fedshield.data.load_dataset`);
+this module only parses the arguments and prints.
 """
 from __future__ import annotations
 
 import argparse
-import sys
 
 from ..data import CIFAR10_SOURCES, DATASETS, cache_root, canonical_name, data_dir, download, load_dataset
-from ..errors import FedshieldError
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
@@ -48,16 +48,3 @@ def _run(args) -> int:
     print(f"cache: {cache_root(args.data_dir)}")
     return 0
 
-
-def main(argv: list[str] | None = None, prog: str = "fedshield data") -> int:
-    """The command on its own (``python -m fedshield.data``): bad input prints one line, exit 2."""
-    parser = argparse.ArgumentParser(prog=prog, description="Fetch (with checksum verification) or "
-                                                            "decode-and-cache fedshield's datasets.")
-    _add_arguments(parser)
-    parser.set_defaults(data_parser=parser)
-    args = parser.parse_args(argv)
-    try:
-        return _run(args)
-    except FedshieldError as e:
-        print(f"{prog} {args.data_command}: error: {e}", file=sys.stderr)
-        return 2
