@@ -1,16 +1,25 @@
-"""The package's import structure: no cycle, no private name across modules, imports at the top.
+"""The package's import structure: layers, no cycle (function-level imports count), no private name
+across modules, imports at the top, a cheap front door (``import fedshield`` loads no torch).
 
-Every module of ``fedshield`` is parsed with :mod:`ast` (nothing is imported), so the test is
-fast and also covers modules whose optional dependencies are missing.
+Every module of ``fedshield`` is parsed with :mod:`ast` (nothing is imported, except by the
+front-door tests), so the structural tests are fast and also cover modules whose optional
+dependencies are missing.
 """
 from __future__ import annotations
 
 import ast
+import io
+import json
+import re
+import subprocess
+import sys
+import tokenize
 from pathlib import Path
 
 import pytest
 
-PKG = Path(__file__).resolve().parents[1] / "fedshield"
+REPO = Path(__file__).resolve().parents[1]
+PKG = REPO / "fedshield"
 
 # Function-level imports that stay, each with its reason: (importing module, imported top-level name).
 LAZY_IMPORTS = {
@@ -19,14 +28,38 @@ LAZY_IMPORTS = {
     ("fedshield.reproduce", "papermill"): "papermill is the optional [book] extra",
     ("fedshield.report", "pandas"): "pandas is the optional [book] extra (tables of the notebooks)",
     ("fedshield.report", "matplotlib"): "matplotlib is the optional [book] extra (figures of the notebooks)",
-    ("fedshield.attacks", "fedshield.experiments"): "compatibility alias: fedshield.attacks.AttackConfig / "
-                                                   "run_attack resolve lazily to fedshield.experiments.attack",
+    ("fedshield.attacks", "fedshield.experiments"): "deprecated alias fedshield.attacks.AttackConfig / "
+                                                   "run_attack, kept while notebooks use it (see below)",
 }
-# Edges left out of the dependency graph, each with its reason.
-COMPAT_ALIASES = {
-    ("fedshield.attacks", "fedshield.experiments.attack"): "the lazy alias above: the experiments depend on "
-                                                          "the attacks, the alias only forwards old names",
+
+# The layers, lowest first: a module imports only from its own layer or a lower one (at the top of
+# the file or in a function). A module not listed takes its package's layer.
+LAYERS = {
+    "fedshield.errors": 0,
+    "fedshield.params": 1,
+    "fedshield.utils": 2,
+    **dict.fromkeys(("fedshield.hooks", "fedshield.models", "fedshield.metrics", "fedshield.data",
+                     "fedshield.cache", "fedshield.stats", "fedshield.accounting", "fedshield.report",
+                     "fedshield.profiles"), 3),
+    "fedshield.defense": 4,
+    **dict.fromkeys(("fedshield.baselines", "fedshield.flower"), 5),
+    **dict.fromkeys(("fedshield.fl", "fedshield.attacks"), 6),
+    **dict.fromkeys(("fedshield.experiments", "fedshield.claims"), 7),
+    **dict.fromkeys(("fedshield.summary", "fedshield.book", "fedshield.reproduce"), 8),
+    **dict.fromkeys(("fedshield.commands", "fedshield.cli", "fedshield.__main__"), 9),
+    "fedshield": 10,  # the front door: its module-level __getattr__ hands out the main API
 }
+
+# The one edge against the layers, and the one cycle: ``fedshield.attacks.__getattr__`` forwards the
+# old spelling ``from fedshield.attacks import AttackConfig, run_attack`` (with a DeprecationWarning)
+# to fedshield.experiments.attack, which imports fedshield.attacks. It stays only while a notebook
+# uses that spelling; test_deprecated_alias_is_still_needed fails once none does.
+DEPRECATED_ALIAS = {("fedshield.attacks", "fedshield.experiments"), ("fedshield.attacks", "fedshield.experiments.attack")}
+ALIAS_NAMES = ("AttackConfig", "run_attack", "LABEL_MODES", "VICTIMS", "MODEL_INITS")
+
+# What ``from fedshield import ...`` must offer.
+FRONT_DOOR = ("PaperDefense", "build_defense", "FLConfig", "run_fedavg", "dlg", "dlg_batch", "inverting_gradients",
+              "AttackConfig", "run_attack", "FedshieldError", "__version__", "psnr", "ssim")
 
 
 def _modules() -> dict[str, Path]:
@@ -42,6 +75,14 @@ def _modules() -> dict[str, Path]:
 MODULES = _modules()
 
 
+def _layer(mod: str) -> int | None:
+    parts = mod.split(".")
+    for k in range(len(parts), 0, -1):
+        if ".".join(parts[:k]) in LAYERS:
+            return LAYERS[".".join(parts[:k])]
+    return None
+
+
 def _resolve(mod: str, node: ast.ImportFrom, is_pkg: bool) -> str:
     if node.level == 0:
         return node.module or ""
@@ -52,66 +93,129 @@ def _resolve(mod: str, node: ast.ImportFrom, is_pkg: bool) -> str:
     return ".".join(base + ([node.module] if node.module else []))
 
 
+def _is_import_module(node: ast.AST) -> bool:
+    """``importlib.import_module(...)`` or ``import_module(...)``."""
+    if not isinstance(node, ast.Call):
+        return False
+    f = node.func
+    return (isinstance(f, ast.Attribute) and f.attr == "import_module") or (
+        isinstance(f, ast.Name) and f.id == "import_module")
+
+
+def _dynamic_targets(tree: ast.Module, call: ast.Call) -> list[str]:
+    """The fedshield modules ``import_module(arg)`` may load: a literal name; every module under an
+    f-string's literal prefix; for any other argument every fedshield module named by a string
+    literal of the file (e.g. the front door's name -> module table)."""
+    arg = call.args[0] if call.args else None
+    if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+        return [arg.value]
+    if isinstance(arg, ast.JoinedStr) and arg.values and isinstance(arg.values[0], ast.Constant):
+        prefix = arg.values[0].value
+        return [m for m in MODULES if m.startswith(prefix)]
+    return sorted({n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and n.value in MODULES})
+
+
+def _imports(mod: str):
+    """``(target module, imported names or None, line, at module level)`` of every import in
+    ``mod``: statements anywhere (module level includes module-level ``try`` / ``if``; a
+    ``__main__`` block is not module level) and ``importlib.import_module`` calls (names None)."""
+    path = MODULES[mod]
+    tree = ast.parse(path.read_text(), str(path))
+    is_pkg = path.name == "__init__.py"
+    top = set()
+    for n in tree.body:
+        if isinstance(n, (ast.Import, ast.ImportFrom)):
+            top.add(id(n))
+        elif isinstance(n, (ast.If, ast.Try)) and not _is_main_block(n):
+            top |= {id(m) for m in ast.walk(n) if isinstance(m, (ast.Import, ast.ImportFrom))}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                yield a.name, None, node.lineno, id(node) in top
+        elif isinstance(node, ast.ImportFrom):
+            yield _resolve(mod, node, is_pkg), [a.name for a in node.names], node.lineno, id(node) in top
+        elif _is_import_module(node):
+            for t in _dynamic_targets(tree, node):
+                yield t, None, node.lineno, False
+
+
 def _is_main_block(node: ast.stmt) -> bool:
     """``if __name__ == "__main__":`` -- runs only as a script, never on import."""
     return (isinstance(node, ast.If) and isinstance(node.test, ast.Compare)
             and isinstance(node.test.left, ast.Name) and node.test.left.id == "__name__")
 
 
-def _imports(mod: str):
-    """``(target module, imported names or None, line, at module level)`` of every import in
-    ``mod`` outside a ``__main__`` block. Module level includes module-level ``try`` / ``if``."""
-    path = MODULES[mod]
-    tree = ast.parse(path.read_text(), str(path))
-    is_pkg = path.name == "__init__.py"
-    top, skip = set(), set()
-    for n in tree.body:
-        ids = {id(m) for m in ast.walk(n)}
-        if _is_main_block(n):
-            skip |= ids
-        elif isinstance(n, (ast.Import, ast.ImportFrom, ast.If, ast.Try)):
-            top |= {id(m) for m in ast.walk(n) if isinstance(m, (ast.Import, ast.ImportFrom))} if not isinstance(
-                n, (ast.Import, ast.ImportFrom)) else {id(n)}
-    for node in ast.walk(tree):
-        if id(node) in skip:
-            continue
-        if isinstance(node, ast.Import):
-            for a in node.names:
-                yield a.name, None, node.lineno, id(node) in top
-        elif isinstance(node, ast.ImportFrom):
-            yield _resolve(mod, node, is_pkg), [a.name for a in node.names], node.lineno, id(node) in top
-
-
 def _internal_targets(target: str, names) -> set[str]:
-    """The fedshield modules an import statement loads (``from . import defense`` loads a module)."""
+    """The fedshield modules an import loads: ``from . import defense`` loads a module; ``from
+    fedshield import X`` with ``X`` no module runs the front door's ``__getattr__``."""
     if not target.startswith("fedshield"):
         return set()
     out = {f"{target}.{n}" for n in names or [] if f"{target}.{n}" in MODULES}
-    if target in MODULES:
+    if target in MODULES and (target != "fedshield" or any(f"fedshield.{n}" not in MODULES for n in names or [])):
         out.add(target)
     return out
 
 
-def _graph() -> dict[str, set[str]]:
-    """Import-time dependencies between fedshield modules. Importing ``a.b.c`` from outside the
-    package ``a.b`` also runs ``a.b``'s ``__init__`` (an edge to it); from inside it does not matter
-    (the package is already being imported)."""
-    graph = {m: set() for m in MODULES}
+def _edges(*, allow_alias: bool = True) -> dict[str, dict[str, int]]:
+    """``{module: {module it loads: line}}``, function-level and ``import_module`` imports included.
+    Importing ``a.b.c`` from outside the package ``a.b`` also runs ``a.b``'s ``__init__`` (an edge
+    to it); a package's ``__init__`` that imports its own submodule runs it (an edge to it). Every
+    module runs the root package ``fedshield`` first, which matters only when a name defined there
+    is asked for (``from fedshield import FedshieldError``)."""
+    graph: dict[str, dict[str, int]] = {m: {} for m in MODULES}
     for mod in MODULES:
-        for target, names, _, _ in _imports(mod):
+        for target, names, line, _ in _imports(mod):
             for t in _internal_targets(target, names):
                 parts = t.split(".")
-                for k in range(2, len(parts) + 1):  # t and its packages (not the root package)
+                for k in range(1, len(parts) + 1):
                     anc = ".".join(parts[:k])
+                    if anc == "fedshield" and t != "fedshield":
+                        continue  # already running: every fedshield module is below it
                     if anc in MODULES and anc != mod and not mod.startswith(anc + ".") \
-                            and not anc.startswith(mod + ".") and (mod, anc) not in COMPAT_ALIASES:
-                        graph[mod].add(anc)
+                            and not (allow_alias and (mod, anc) in DEPRECATED_ALIAS):
+                        graph[mod].setdefault(anc, line)
     return graph
 
 
+def _graph() -> dict[str, set[str]]:
+    return {m: set(e) for m, e in _edges().items()}
+
+
+def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(m):
+        state[m] = 1
+        stack.append(m)
+        for t in sorted(graph[m]):
+            if state.get(t) == 1:
+                return stack[stack.index(t):] + [t]
+            if t not in state:
+                found = visit(t)
+                if found:
+                    return found
+        stack.pop()
+        state[m] = 2
+        return None
+
+    for m in sorted(graph):
+        if m not in state:
+            found = visit(m)
+            if found:
+                return found
+    return None
+
+
+# ----------------------------------------------------------------------------------------- structure
 def test_every_module_is_seen():
     for m in ("fedshield.defense", "fedshield.params", "fedshield.attacks.dlg", "fedshield.experiments.registry"):
         assert m in MODULES
+
+
+def test_every_module_has_a_layer():
+    missing = sorted(m for m in MODULES if _layer(m) is None)
+    assert not missing, f"give these modules a layer in LAYERS (tests/test_architecture.py): {missing}"
 
 
 def test_no_private_name_is_imported_across_modules():
@@ -127,8 +231,11 @@ def test_no_private_name_is_imported_across_modules():
 def test_imports_are_at_the_top_of_the_file():
     found: dict[tuple[str, str], list[int]] = {}
     for mod in MODULES:
+        path = MODULES[mod]
+        tree = ast.parse(path.read_text(), str(path))
+        dynamic = {n.lineno for n in ast.walk(tree) if _is_import_module(n)}
         for target, _, line, top in _imports(mod):
-            if not top:
+            if not top and line not in dynamic:
                 name = target if target.startswith("fedshield") else target.split(".")[0]
                 found.setdefault((mod, name), []).append(line)
     unexplained = {k: v for k, v in found.items() if k not in LAZY_IMPORTS}
@@ -139,29 +246,153 @@ def test_imports_are_at_the_top_of_the_file():
 
 
 def test_intra_package_import_graph_is_acyclic():
-    graph = _graph()
-    state: dict[str, int] = {}
-    stack: list[str] = []
-
-    def visit(m):
-        state[m] = 1
-        stack.append(m)
-        for t in sorted(graph[m]):
-            if state.get(t) == 1:
-                pytest.fail("import cycle: " + " -> ".join(stack[stack.index(t):] + [t]))
-            if t not in state:
-                visit(t)
-        stack.pop()
-        state[m] = 2
-
-    for m in sorted(graph):
-        if m not in state:
-            visit(m)
+    """Function-level imports, ``import_module`` calls and ``__main__`` blocks count: a cycle only
+    hidden in a function still means two modules that cannot be understood (or moved) apart."""
+    cycle = _find_cycle(_graph())
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
 
-def test_the_graph_sees_a_cycle_hidden_in_a_function():
-    """The checker itself: a function-level import back into an importer is a cycle."""
+def test_imports_go_down_the_layers():
+    bad = []
+    for mod, targets in _edges().items():
+        for t, line in targets.items():
+            if _layer(t) > _layer(mod):
+                bad.append(f"{mod}:{line} (layer {_layer(mod)}) imports {t} (layer {_layer(t)})")
+    assert not bad, "imports from a higher layer:\n" + "\n".join(sorted(bad))
+
+
+def _getattr_imports(mod: str) -> list[tuple[str, int]]:
+    """The fedshield modules a module-level ``__getattr__`` of ``mod`` imports."""
+    path = MODULES[mod]
+    tree = ast.parse(path.read_text(), str(path))
+    is_pkg = path.name == "__init__.py"
+    out = []
+    for fn in tree.body:
+        if isinstance(fn, ast.FunctionDef) and fn.name == "__getattr__":
+            for node in ast.walk(fn):
+                if isinstance(node, ast.ImportFrom):
+                    target, names = _resolve(mod, node, is_pkg), [a.name for a in node.names]
+                elif isinstance(node, ast.Import):
+                    target, names = node.names[0].name, None
+                elif _is_import_module(node):
+                    out += [(t, node.lineno) for t in _dynamic_targets(tree, node)]
+                    continue
+                else:
+                    continue
+                out += [(t, node.lineno) for t in _internal_targets(target, names)]
+    return out
+
+
+def test_module_getattr_imports_nothing_from_a_higher_layer():
+    """A lazy alias (module-level ``__getattr__``) is an import like any other: the front door
+    ``fedshield`` sits above everything, an alias inside the package may only look down."""
+    bad = [f"{mod}:{line} __getattr__ imports {t} (layer {_layer(t)} above {_layer(mod)})"
+           for mod in MODULES for t, line in _getattr_imports(mod)
+           if _layer(t) > _layer(mod) and (mod, t) not in DEPRECATED_ALIAS]
+    assert not bad, "\n".join(bad)
+    assert {t for t, _ in _getattr_imports("fedshield")} >= {"fedshield.experiments.attack", "fedshield.defense"}
+
+
+def test_the_graph_sees_hidden_imports():
+    """The checker itself: function-level imports, ``import_module`` calls, package ``__init__``s."""
     graph = _graph()
     assert "fedshield.defense" in graph["fedshield.baselines"]
     assert "fedshield.experiments.registry" in graph["fedshield.experiments.attack"]
     assert "fedshield.attacks" in graph["fedshield.experiments.attack"]  # package __init__ runs too
+    assert "fedshield.skimage" not in graph["fedshield.metrics"]
+    assert "fedshield.commands.train" in graph["fedshield.cli"]  # import_module(f"fedshield.commands.{name}")
+    assert "fedshield.experiments.attack" in graph["fedshield"]  # the front door's name -> module table
+    assert "fedshield.experiments.attack" in graph["fedshield.experiments"]  # a package runs its submodules
+    assert "fedshield" not in graph["fedshield.fl"]  # `from . import data` loads a module, not the front door
+    # without the allowance, the deprecated alias is exactly the one cycle
+    raw = {m: set(e) for m, e in _edges(allow_alias=False).items()}
+    cycle = _find_cycle(raw)
+    assert cycle is not None and "fedshield.attacks" in cycle and "fedshield.experiments.attack" in cycle
+
+
+def _notebook_cells_with_the_old_alias() -> list[str]:
+    pat = re.compile(r"from\s+fedshield\.attacks\s+import\s+\(?([^)]*?)\)?\s*$|fedshield\.attacks\.(\w+)", re.M)
+    hits = []
+    for nb in sorted((REPO / "notebooks").glob("*.ipynb")):
+        for i, cell in enumerate(json.loads(nb.read_text())["cells"]):
+            if cell["cell_type"] != "code":
+                continue
+            for m in pat.finditer("".join(cell["source"])):
+                names = re.findall(r"\w+", m.group(1) or m.group(2) or "")
+                if set(names) & set(ALIAS_NAMES):
+                    hits.append(f"{nb.name} cell {i} ({cell.get('id')})")
+    return hits
+
+
+def test_deprecated_alias_is_still_needed():
+    """The alias (and its allowance here) goes as soon as no notebook uses the old spelling: then
+    delete ``fedshield.attacks.__getattr__``, DEPRECATED_ALIAS and its LAZY_IMPORTS entry."""
+    assert _notebook_cells_with_the_old_alias(), (
+        "no notebook imports AttackConfig / run_attack from fedshield.attacks any more: delete the deprecated "
+        "alias fedshield.attacks.__getattr__ and its allowances in tests/test_architecture.py")
+
+
+def test_deprecated_alias_warns():
+    import fedshield.attacks as A
+    import fedshield.experiments.attack as XA
+
+    with pytest.warns(DeprecationWarning, match="fedshield.experiments.attack"):
+        assert A.AttackConfig is XA.AttackConfig
+    assert "AttackConfig" not in A.__all__ and "run_attack" not in A.__all__
+
+
+# ------------------------------------------------------------------------------------------ front door
+def test_front_door_offers_the_main_api():
+    import fedshield
+
+    missing = [n for n in FRONT_DOOR if n not in fedshield.__all__ or n not in dir(fedshield)]
+    assert not missing, f"fedshield.__all__ / dir(fedshield) lack {missing}"
+    for name in fedshield.__all__:
+        assert getattr(fedshield, name) is not None
+    from fedshield.defense import PaperDefense
+    from fedshield.experiments.attack import run_attack
+
+    assert fedshield.PaperDefense is PaperDefense and fedshield.run_attack is run_attack
+    with pytest.raises(AttributeError):
+        fedshield.no_such_name  # noqa: B018
+
+
+def test_front_door_docstring_lists_every_module():
+    import fedshield
+
+    top = sorted({".".join(m.split(".")[:2]) for m in MODULES if m.count(".") >= 1} - {"fedshield.__main__"})
+    missing = [m for m in top if f":mod:`{m}`" not in fedshield.__doc__]
+    assert not missing, f"fedshield's docstring does not list {missing}"
+
+
+@pytest.mark.parametrize("module", ["fedshield", "fedshield.errors"])
+def test_import_loads_no_torch(module):
+    code = f"import sys, {module}; assert 'torch' not in sys.modules, sorted(m for m in sys.modules if 'torch' in m)[:5]"
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+
+
+# -------------------------------------------------------------------------------------------- wording
+PROCESS_WORDS = re.compile(r"\b(issue|session)s?\s+#?\d+|\bsince session\b", re.I)
+# files whose wording is still to be rewritten (by the change that owns them): take a file out of
+# this set as soon as it is clean
+NOT_YET_REWORDED = {"fedshield/claims.py"}
+
+
+def _comments_and_docstrings(path: Path):
+    src = path.read_text()
+    for tok in tokenize.generate_tokens(io.StringIO(src).readline):
+        if tok.type == tokenize.COMMENT:
+            yield tok.start[0], tok.string
+    for node in ast.walk(ast.parse(src)):
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+            yield node.lineno, node.value.value
+
+
+def test_no_project_history_in_comments_or_docstrings():
+    """Comments and docstrings say what the code does, not which issue or session wrote it."""
+    bad = [f"{p.relative_to(REPO)}:{line}: {PROCESS_WORDS.search(text).group(0)!r}"
+           for p in sorted([*PKG.rglob("*.py"), *(REPO / "tools").rglob("*.py")])
+           if str(p.relative_to(REPO)) not in NOT_YET_REWORDED
+           for line, text in _comments_and_docstrings(p) if PROCESS_WORDS.search(text)]
+    assert not bad, "\n".join(bad)

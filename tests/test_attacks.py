@@ -10,9 +10,10 @@ import torch.nn.functional as F
 import fedshield.attacks as A
 import fedshield.experiments.attack as XA
 from fedshield.params import check_bounds, slice_ids
-from fedshield.attacks import (AttackConfig, detect_noisy_slices, dlg, dlg_batch, fc_mask, fedavg_update, infer_label,
-                               inverting_gradients, inverting_gradients_batch, param_ranges, run_attack, slice_mask,
+from fedshield.attacks import (detect_noisy_slices, dlg, dlg_batch, fc_mask, fedavg_update, infer_label,
+                               inverting_gradients, inverting_gradients_batch, param_ranges, slice_mask,
                                victim_gradient, victim_gradients)
+from fedshield.experiments.attack import AttackConfig, run_attack
 from fedshield.cli import main
 from fedshield.errors import FedshieldError
 from fedshield.metrics import psnr

@@ -27,7 +27,7 @@ def measure() -> dict:
     import torch
 
     os.environ["FEDSHIELD_CACHE"] = tempfile.mkdtemp()
-    from fedshield.attacks import AttackConfig, run_attack
+    from fedshield.experiments.attack import AttackConfig, run_attack
     from fedshield.data import load_dataset, root_set
     from fedshield.defense import compensate, leakage_risk, risk_slices
     from fedshield.models import LeNet, build_model

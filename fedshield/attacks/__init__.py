@@ -21,10 +21,13 @@ the loss of the paper's classifiers. Images are float32 NCHW in ``[0, 1]``.
 
 The attack *experiments* (:class:`~fedshield.experiments.attack.AttackConfig`,
 :func:`~fedshield.experiments.attack.run_attack`: victims from a data set, a defense from the
-registry, the result cache) sit above the attacks in :mod:`fedshield.experiments.attack`;
-``from fedshield.attacks import AttackConfig, run_attack`` keeps working (a lazy alias).
+registry, the result cache) sit above the attacks in :mod:`fedshield.experiments.attack`: import
+them from there (or from :mod:`fedshield`). ``from fedshield.attacks import AttackConfig`` is
+deprecated: it still works, with a :class:`DeprecationWarning`, until no notebook uses it.
 """
 from __future__ import annotations
+
+import warnings
 
 from ..params import fc_mask, param_ranges
 from .adaptive import detect_noisy_slices, entry_mask, gradient_reference, label_reference, slice_mask
@@ -34,11 +37,11 @@ from .inverting import IGOptions, inverting_gradients, inverting_gradients_batch
 from .labels import infer_label
 
 __all__ = [
-    "AttackResult", "AttackConfig", "victim_gradient", "victim_gradients", "fedavg_update",
+    "AttackResult", "victim_gradient", "victim_gradients", "fedavg_update",
     "infer_label", "dlg", "dlg_batch", "inverting_gradients", "inverting_gradients_batch", "DLGOptions",
     "IGOptions", "param_ranges", "fc_mask", "slice_mask", "detect_noisy_slices", "gradient_reference",
     "entry_mask", "label_reference",
-    "run_attack", "ATTACKS", "INITS",
+    "ATTACKS", "INITS",
 ]
 
 ATTACKS = ("dlg", "ig")
@@ -47,10 +50,13 @@ _EXPERIMENT_NAMES = ("AttackConfig", "run_attack", "LABEL_MODES", "VICTIMS", "MO
 
 
 def __getattr__(name: str):
-    """``fedshield.attacks.AttackConfig`` / ``run_attack``: the experiment runner lives one layer
-    up, in :mod:`fedshield.experiments.attack` (which imports the attacks); resolving the old
-    names lazily keeps ``from fedshield.attacks import AttackConfig`` working without a cycle."""
+    """Deprecated: ``fedshield.attacks.AttackConfig`` / ``run_attack`` (and ``LABEL_MODES``,
+    ``VICTIMS``, ``MODEL_INITS``) forward to :mod:`fedshield.experiments.attack`, one layer up,
+    which imports this package: an import cycle kept only while notebooks still use the old
+    spelling (``tests/test_architecture.py`` fails once none does, so that it is deleted)."""
     if name in _EXPERIMENT_NAMES:
+        warnings.warn(f"fedshield.attacks.{name} is deprecated: import it from fedshield.experiments.attack "
+                      f"(or from fedshield)", DeprecationWarning, stacklevel=2)
         from ..experiments import attack as _experiment
 
         return getattr(_experiment, name)
