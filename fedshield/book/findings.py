@@ -19,13 +19,14 @@ import pandas as pd
 
 from ..experiments import attack_campaign as A
 from ..experiments.campaign import at_paper_scale
+from ..experiments.campaign import defense_share as campaign_defense_share
 from ..report import PAPER_DATASET, load_table, paper_table
 from ..stats import paired_victims
 
 __all__ = ["NAME", "TABLES", "Tables", "committed_results", "load_tables", "present", "plan_cells", "cell",
            "cell_rows", "victims", "med", "quartile3", "detection", "plan_status", "complete_datasets",
            "paired", "fedavg", "paper_value", "dlg_scale", "ig_scale", "table3_value", "defense_share",
-           "round_time_ratio", "value_range", "f1", "f2", "pct"]
+           "art_ratio", "value_range", "f1", "f2", "pct"]
 
 #: the one map from a dataset's key in the tables to its name in prose
 NAME = {"mnist": "MNIST", "fmnist": "Fashion-MNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
@@ -209,17 +210,20 @@ def defense_share(tables: Tables, defense: str = "ours", name: str = "table2a_ac
     return float(np.mean(s)) if s else float("nan")
 
 
-def round_time_ratio(tables: Tables, name: str = "table2a_pld", base: str = "table2a_acc") -> pd.Series:
-    """Per dataset, the mean round time of campaign table ``name``'s runs over the mean undefended
-    round of the same dataset in ``base`` (and in ``table2a_cifar`` for CIFAR-10)."""
-    t = present(tables, name)
-    bases = [b for b in (present(tables, base), present(tables, "table2a_cifar")) if b is not None]
-    if t is None or not bases:
+def art_ratio(tables: Tables, defense: str) -> pd.Series:
+    """Per dataset, ``1 +`` the mean over runs of the time inside ``defense``'s hooks over the
+    undefended round of the same dataset and seed (timed inside each run,
+    :func:`fedshield.experiments.campaign.defense_share`): the round time relative to undefended, as
+    Table II's ART column reads it (Chapters 7 and 8.5). Reads every Table II[A] campaign table
+    (``table2a_acc``, ``table2a_pld``, ``table2a_cifar``; a cell run at fewer than 2000 rounds counts:
+    a round's time does not depend on how many follow)."""
+    tabs = [t for t in (present(tables, n) for n in ("table2a_acc", "table2a_pld", "table2a_cifar")) if t is not None]
+    if not tabs:
         return pd.Series(dtype=float)
-    b = pd.concat(bases, ignore_index=True)
-    nt = b[b.defense == "none"].groupby("dataset").mean_round_time.mean()
-    return pd.Series({d: float(g.mean_round_time.mean()) / float(nt[d])
-                      for d, g in t.groupby("dataset", sort=False) if d in nt.index}, dtype=float)
+    t = pd.concat(tabs, ignore_index=True)
+    share = campaign_defense_share(t)
+    d = t.assign(share=share)[(t.defense == defense) & share.notna()]
+    return (1.0 + d.groupby("dataset", sort=False).share.mean()).astype(float)
 
 
 # ------------------------------------------------------------------------------------- the paper
