@@ -171,13 +171,13 @@ def test_fewer_rounds_marks_cells_over_the_budget_and_accuracy_at_reads_the_curv
 
 @pytest.mark.parametrize("select, env, why", [
     (["tests/notebooks/09_summary.ipynb"], "empty", "01_threat_model.ipynb, 02_leakage_risk.ipynb"),
-    (["tests/notebooks"], None, "FEDSHIELD_RESULTS is not set"),
     (["tests/notebooks"], "stale", "already holds tables (table2a.json)"),
 ])
 def test_the_summary_notebook_check_refuses_a_run_it_cannot_mean_anything_in(select, env, why, tmp_path):
     """Chapter 9's checked output counts the tables chapters 1-8 wrote before it into an empty
-    results folder: collected alone, without a results folder, or over old tables, pytest stops at
-    collection with the reason (tests/conftest.py), instead of an opaque nbval diff."""
+    results folder: collected alone or over old tables, pytest stops at collection with the reason
+    (tests/conftest.py), instead of an opaque nbval diff. (Without FEDSHIELD_RESULTS the session
+    makes an empty one: tests/test_conftest.py.)"""
     import os
     import subprocess
     import sys
