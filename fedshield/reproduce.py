@@ -40,6 +40,7 @@ NOTEBOOKS = [
     "07_main_results",
     "08_paper_scale",
     "09_summary",
+    "09a_appendix_tables",
     "10_beyond_paper",
 ]
 PROFILES = ("smoke", "default", "paper")
