@@ -1,4 +1,4 @@
-"""Paragraphs that chapters 1, 2, 3 and 5 still print from the committed tables.
+"""Paragraphs that chapters 2, 3 and 5 still print from the committed tables.
 
 What remains of the summary chapter's generated discussion, while those chapters move to sentences
 written by hand with glued numbers (:mod:`fedshield.book.findings`). The numbers come from
@@ -8,24 +8,22 @@ none is decided here. A missing table or cell reads "not run yet".
 from __future__ import annotations
 
 import re
-from typing import Callable, Optional
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 
 from .baselines import paper_defense_kwargs
-from .book.findings import (NAME, Tables, cell, cell_rows, committed_results, detection, dlg_scale, each, f1, f2,
-                            fedavg, ig_scale, load_tables, med, paper_value, pct, plan_cells, present, quartile3,
-                            table3_value, value_range, victims)
-from .claims import DETECTS, MARGIN_DB, claim, gia_slicing_pairs, verdict_of
+from .book.findings import (Tables, committed_results, f1, f2, fedavg, ig_scale, load_tables, paper_value, pct, present,
+                            table3_value, value_range)
+from .claims import MARGIN_DB, claim, gia_slicing_pairs, verdict_of
 from .errors import FedshieldError
 from .experiments.campaign import clip_bound
 from .profiles import get_profile
 from .report import PAPER_DATASET, paper_table
-from .stats import PSNR_CAP
 
 __all__ = ["NOT_RUN", "committed_results", "load_tables", "value_range", "ITEMS", "standalone", "item_slicing",
-           "item_root_set", "item_clipping", "threat_model_discussion"]
+           "item_root_set", "item_clipping"]
 
 NOT_RUN = "not run yet"
 
@@ -186,66 +184,3 @@ def standalone(item: Callable[[Tables], str], tables: Tables) -> str:
     if item not in ITEMS:
         raise FedshieldError(f"standalone: {getattr(item, '__name__', item)!r} is not an item of the discussion")
     return re.sub(r"^\d+\. ", "", item(tables)).replace("\n   ", "\n")
-
-
-# ------------------------------------------------------------------------------------- chapter 1
-TABLE1_DATASETS = ("mnist", "fmnist", "cifar10", "cifar100")
-
-
-def _label_aware_result(tables: Tables, ds: str) -> Optional[tuple[float, float, int]]:
-    """``(median PSNR, mean detection precision, victims)`` of the label-aware muted attacker on
-    ``ds`` when its cell is complete, else None."""
-    c = next((c for c in plan_cells("attacks_label_aware") if c.config.dataset == ds), None)
-    r = cell_rows(tables.get("attacks_label_aware"), c)
-    if c is None or len(r) < c.config.images:
-        return None
-    return (float(np.median(r.psnr.astype(float).clip(upper=PSNR_CAP))),
-            float(r.detect_precision.astype(float).mean()), len(r))
-
-
-def threat_model_discussion(tables: Tables) -> str:
-    """Chapter 1's discussion (Table I at the paper's DLG scale: unperturbed, perturbed, muted
-    attacker, and the label-aware attacker where the detector fails), from the committed tables."""
-    plan = "attacks_dlg"
-    ds1 = [d for d in TABLE1_DATASETS if all(len(victims(tables, plan, d, r)) for r in ("none", "Ours", "Ours-muted"))]
-    iters, images = dlg_scale()
-    c100 = cell(plan, "cifar100", "none")
-    head = (f"*(The numbers are the paper-scale campaign's, printed from the committed `default` tables whatever this "
-            f"page's profile: DLG with {iters} L-BFGS steps, {images} victims on MNIST, Fashion-MNIST and CIFAR-10 and "
-            f"{c100.config.images if c100 else 'n/a'} on CIFAR-100; datasets run so far: "
-            f"{', '.join(NAME[d] for d in ds1) or 'none'}. The smoke profile runs a few steps on one victim: its table "
-            "above only checks that the pipeline runs.)*")
-    if not ds1:
-        return head + f"\n\nTable I at the paper's scale: {NOT_RUN}."
-    ours = paper_defense_kwargs("ours", "dlg")
-    s = 10
-    k = max(1, int(np.floor(s * ours["ratio"] + 1e-9)))
-    m = lambda d, row, metric="psnr": med(tables, plan, d, row, metric)
-    bad = [d for d in ds1 if detection(tables, plan, d) < DETECTS]
-    fails = ""
-    if bad:
-        la = {d: _label_aware_result(tables, d) for d in bad}
-        got = [d for d in bad if la[d] is not None]
-        fails = (f" Where the detector fails ({', '.join(NAME[d] for d in bad)}: the root set misses the victims' "
-                 "classes, see above) the muted attacker gets nothing back"
-                 + (("; with the label-aware reference it finds the noised slices ("
-                     + each(lambda d: f"precision {f2(la[d][1])}, {f1(la[d][0])} dB", got, "; ") + ")") if got else "")
-                 + ". The attack is only as good as the detector, and the detector's weak point was the attacker's, "
-                   "not the defense's.")
-    return head + f"""
-
-- **Unperturbed gradient.** DLG on the DLG-initialised LeNet with a known label recovers the image
-  almost exactly: median {each(lambda d: f"{f1(m(d, 'none'))} dB (SSIM {f2(m(d, 'none', 'ssim'))})", ds1, '; ')}, as in the
-  paper's Table I and the original DLG paper: the attack works.
-- **Perturbed gradient (ours).** Noise of standard deviation {ours['sigma']:g} on {k} of {s} equal-risk slices
-  destroys most reconstructions: median {each(lambda d: f"{f1(m(d, 'Ours'))} dB", ds1)}. Not every one: the
-  upper quartile is {each(lambda d: f"{f1(quartile3(tables, plan, d, 'Ours'))} dB", ds1)}. Each victim's {k} noised slices are a
-  random draw, and when the draw misses most of the risk DLG recovers a blurred image (per-victim
-  table `table1_victims`).
-- **Muted attacker.** The defense's security rests on the attacker not knowing *which* slices are
-  noisy. With the DLG-initialised LeNet the noise ($\\sigma = {ours['sigma']:g}$) is much larger than most clean
-  gradient entries, so the likelihood-ratio detector finds the perturbed slices (precision
-  {each(lambda d: f2(detection(tables, plan, d)), ds1)}), and where it does, matching the other {100 - 100 * k // s} % of the gradient is enough for
-  DLG: the muted attacker recovers {each(lambda d: f"{f1(m(d, 'Ours-muted'))} dB", ds1)} (medians).{fails} This is a weakness of the
-  defense as specified (noise on few slices, slice count public) that the paper does not discuss in
-  this form; the paper's Table I shows its muted reconstructions as images only, without numbers."""

@@ -1,4 +1,4 @@
-"""The paragraphs chapters 1, 2, 3 and 5 still print (fedshield.summary) on small hand-made tables:
+"""The paragraphs chapters 2, 3 and 5 still print (fedshield.summary) on small hand-made tables:
 the numbers they must print, verdicts taken from fedshield.claims (none decided in the module),
 "not run yet" for what is missing."""
 import os
@@ -97,25 +97,6 @@ def test_standalone_renders_one_item_as_its_own_paragraph():
     assert text == S.item_slicing({})
     with pytest.raises(FedshieldError, match="not an item"):
         S.standalone(len, {})
-
-
-def test_threat_model_discussion_quotes_table1_and_the_label_aware_attacker():
-    dlg = victim_rows("attacks_dlg", "mnist", {"none": 70.0, "Ours": 10.0, "Ours-muted": 65.0}, detect=1.0)
-    dlg += victim_rows("attacks_dlg", "cifar100", {"none": 50.0, "Ours": 7.0, "Ours-muted": 6.5}, detect=0.25)
-    tabs = {"attacks_dlg": pd.DataFrame(dlg)}
-    text = S.threat_model_discussion(tabs)
-    assert "datasets run so far: MNIST, CIFAR-100." in text
-    assert "median MNIST 70.0 dB (SSIM 0.50); CIFAR-100 50.0 dB" in text
-    assert "2 of 10 equal-risk slices" in text and "the other 80 % of the gradient" in text   # the paper's ratio 0.2
-    assert "precision\n  MNIST 1.00, CIFAR-100 0.25" in text
-    # CIFAR-100's detector fails (precision < DETECTS); the label-aware cell is quoted once it is complete
-    assert "Where the detector fails (CIFAR-100" in text and "label-aware" not in text
-    la = victim_rows("attacks_label_aware", "cifar100", {"Ours-muted, label-aware": 45.0}, detect=1.0)
-    tabs["attacks_label_aware"] = pd.DataFrame(la)
-    assert "(CIFAR-100 precision 1.00, 45.0 dB)" in S.threat_model_discussion(tabs)
-    tabs["attacks_label_aware"] = pd.DataFrame(la[:-1])          # one victim short: not quoted
-    assert "label-aware" not in S.threat_model_discussion(tabs)
-    assert S.NOT_RUN in S.threat_model_discussion({})
 
 
 def test_clipping_item_takes_its_verdict_from_claims():
