@@ -65,3 +65,42 @@ def test_noise_for_epsilon_inverts_the_accounting():
         noise_for_epsilon(0.0, 1e-5, 1.0)
     with pytest.raises(FedshieldError, match="delta must be in"):
         gdp_epsilon(1.0, 1.0)
+
+
+# ------------------------------------------------------------------- against Google's dp-accounting
+# dp-accounting is not in the pinned environment: every release with privacy loss distributions
+# requires attrs < 24 (0.6.0) or numpy ~= 1.21 (0.4.x), against constraints.txt's attrs 26.1.0 and
+# numpy 2.4.6. These tests run where it is importable (a separate environment, or PYTHONPATH).
+GRID = [(c, ratio, k, delta) for c in (0.1, 13.05) for ratio in (0.5, 8.0) for k in (1, 100)
+        for delta in (1e-5, 1e-9)]
+
+
+def test_the_library_mechanism_gives_the_same_privacy_profile():
+    """dp-accounting's closed form of one Gaussian mechanism (k releases of std s are one release
+    of std s / sqrt(k)) against gdp_delta, at the epsilon gdp_epsilon returns."""
+    plm = pytest.importorskip("dp_accounting.pld.privacy_loss_mechanism",
+                              reason="dp-accounting is not installed (it conflicts with the pinned attrs)")
+    for c, ratio, k, delta in GRID + [(1.0, 0.1, 1, 1e-5), (1.0, 0.02, 1, 1e-5)]:
+        s = ratio * 2 * c
+        e = gdp_epsilon(gaussian_mu(c, s, k), delta)
+        d = plm.GaussianPrivacyLoss(s / math.sqrt(k), sensitivity=2 * c).get_delta_for_epsilon(e)
+        assert d == pytest.approx(delta, rel=1e-8)
+        for eps in (0.0, 0.5, 3.0):
+            d = plm.GaussianPrivacyLoss(s / math.sqrt(k), sensitivity=2 * c).get_delta_for_epsilon(eps)
+            assert gdp_delta(gaussian_mu(c, s, k), eps) == pytest.approx(d, rel=1e-9, abs=1e-300)
+
+
+def test_the_library_pld_composition_agrees_with_the_exact_epsilon():
+    """The privacy loss distribution composed k times (a discretised approximation of the privacy
+    loss: interval 1e-4, pessimistic rounding, tail mass below e^-50 truncated) agrees with the exact
+    Gaussian-DP epsilon to a small relative difference, in either direction (the truncated tail can
+    put it a little below at large mu)."""
+    pld = pytest.importorskip("dp_accounting.pld.privacy_loss_distribution",
+                              reason="dp-accounting is not installed (it conflicts with the pinned attrs)")
+    worst = 0.0
+    for c, ratio, k, delta in GRID:
+        s = ratio * 2 * c
+        e = gdp_epsilon(gaussian_mu(c, s, k), delta)
+        e_pld = pld.from_gaussian_mechanism(s, sensitivity=2 * c).self_compose(k).get_epsilon_for_delta(delta)
+        worst = max(worst, abs(e_pld - e) / e)
+    assert worst < 1e-5
