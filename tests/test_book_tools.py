@@ -195,3 +195,13 @@ def test_the_summary_notebook_check_refuses_a_run_it_cannot_mean_anything_in(sel
         cmd[-1] = "tests/notebooks"
         ok = run()
         assert ok.returncode == 0 and "tests collected" in ok.stdout, ok.stdout + ok.stderr
+
+
+def test_the_summary_appendix_is_a_section_of_chapter_9():
+    """Chapter 9's raw tables live on their own page, run right after it (it reads the same tables)."""
+    import yaml
+    root = repo_root()
+    assert NOTEBOOKS.index("09a_appendix_tables") == NOTEBOOKS.index("09_summary") + 1
+    toc = yaml.safe_load((root / "book" / "_toc.yml").read_text())
+    ch9 = next(c for c in toc["chapters"] if c["file"] == "09_summary")
+    assert [s["file"] for s in ch9.get("sections", [])] == ["09a_appendix_tables"]
