@@ -122,3 +122,11 @@ def test_committed_tables_are_readable():
     done, planned = F.plan_status(t, "attacks_dlg", datasets=("mnist",))
     assert done == planned > 0
     assert F.paper_value("II[A]", "MNIST", "none", "ACC") == pytest.approx(91.69)
+
+
+def test_findings_reads_and_never_decides():
+    """Verdicts are fedshield.claims' alone: the accessors hold no verdict word and import no margin."""
+    import inspect
+    src = inspect.getsource(F)
+    assert "supported" not in src.replace('("supported", "NOT supported", "inconclusive")', "")
+    assert "claims" not in {m.split(".")[-1] for m in src.split() if m.startswith((".", "fedshield"))}
