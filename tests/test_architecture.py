@@ -42,7 +42,7 @@ LAYERS = {
                      "fedshield.cache", "fedshield.stats", "fedshield.accounting", "fedshield.report",
                      "fedshield.profiles"), 3),
     "fedshield.defense": 4,
-    **dict.fromkeys(("fedshield.baselines", "fedshield.flower"), 5),
+    **dict.fromkeys(("fedshield.baselines", "fedshield.flower", "fedshield.audit"), 5),
     **dict.fromkeys(("fedshield.fl", "fedshield.attacks"), 6),
     **dict.fromkeys(("fedshield.experiments", "fedshield.claims"), 7),
     **dict.fromkeys(("fedshield.summary", "fedshield.book", "fedshield.reproduce"), 8),
