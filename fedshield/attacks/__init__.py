@@ -35,16 +35,17 @@ from .common import INITS, AttackResult, fedavg_update, victim_gradient, victim_
 from .dlg import DLGOptions, dlg, dlg_batch
 from .inverting import IGOptions, inverting_gradients, inverting_gradients_batch
 from .labels import infer_label
+from .map import MAPOptions, map_attack, map_attack_batch, noise_weights, tv_prior_weight
 
 __all__ = [
     "AttackResult", "victim_gradient", "victim_gradients", "fedavg_update",
     "infer_label", "dlg", "dlg_batch", "inverting_gradients", "inverting_gradients_batch", "DLGOptions",
     "IGOptions", "param_ranges", "fc_mask", "slice_mask", "detect_noisy_slices", "gradient_reference",
-    "entry_mask", "label_reference",
+    "entry_mask", "label_reference", "map_attack", "map_attack_batch", "MAPOptions", "noise_weights", "tv_prior_weight",
     "ATTACKS", "INITS",
 ]
 
-ATTACKS = ("dlg", "ig")
+ATTACKS = ("dlg", "ig", "map")
 
 _EXPERIMENT_NAMES = ("AttackConfig", "run_attack", "LABEL_MODES", "VICTIMS", "MODEL_INITS")
 
