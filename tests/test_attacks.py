@@ -292,9 +292,9 @@ def test_run_attack_caches_per_victim_and_resumes(data_root, monkeypatch, tmp_pa
     calls = []
     real = XA._attack_chunk
 
-    def spy(cfg_, model, victims, vids, progress, vectorized=None):
+    def spy(cfg_, model, victims, vids, progress, vectorized=None, data_dir=None):
         calls.append(list(vids))
-        return real(cfg_, model, victims, vids, progress, vectorized)
+        return real(cfg_, model, victims, vids, progress, vectorized, data_dir)
 
     monkeypatch.setattr(XA, "_attack_chunk", spy)
     again = run_attack(cfg, data_dir=data_root, progress=False)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from functools import lru_cache
 from dataclasses import dataclass
 from typing import Any, Iterator, Optional, Sequence
 
@@ -31,6 +32,7 @@ from ..attacks.adaptive import (detect_noisy_slices, entry_mask, expanded_slice_
 from ..attacks.common import AttackResult, fedavg_update, init_dummy, victim_gradients
 from ..attacks.dlg import dlg_batch
 from ..attacks.inverting import inverting_gradients_batch
+from ..attacks.map import map_attack_batch, tv_prior_weight
 from ..attacks.labels import infer_label
 from ..baselines import DEFENSES
 from ..cache import ResultCache, config_dict, config_key
@@ -50,6 +52,9 @@ __all__ = ["AttackConfig", "run_attack", "attack_setup", "attack_victims", "sign
 
 LABEL_MODES = ("known", "infer", "joint")
 VICTIMS = ("gradient", "fedavg")
+#: where the victims come from: the test split (the victims), or the training split (public images
+#: on which an attacker calibrates its own hyper-parameters before it attacks)
+SPLITS = ("test", "train")
 MODEL_INITS = ("auto", "dlg", "default")
 #: what the muted attacker drops against 'ours', after finding the top k slices of the server's own
 #: boundaries by log-likelihood ratio: "slices" (those slices), "expanded" (each widened by the most
@@ -137,6 +142,7 @@ class AttackConfig:
     detector: str = "auto"
     reference: str = "root"
     images_as: Optional[str] = None
+    split: str = "test"
 
     def __post_init__(self):
         if not isinstance(self.defense_kwargs, tuple) or not all(
@@ -156,7 +162,7 @@ class AttackConfig:
     def validate(self) -> "AttackConfig":
         for field_, choices in (("attack", ATTACKS), ("defense", DEFENSES), ("dataset", sorted(DATASET_SHAPES)),
                                 ("label", LABEL_MODES), ("victim", VICTIMS), ("model_init", MODEL_INITS),
-                                ("detector", DETECTORS), ("reference", REFERENCES)):
+                                ("detector", DETECTORS), ("reference", REFERENCES), ("split", SPLITS)):
             if getattr(self, field_) not in choices:
                 raise FedshieldError(f"unknown {field_} {getattr(self, field_)!r}; choose from {list(choices)}")
         if self.model.lower() not in ("lenet", "convnet"):
@@ -185,6 +191,8 @@ class AttackConfig:
                                      f"{self.dataset!r} {DATASET_SHAPES[self.dataset][2]}: they must match")
             if self.trained_round is not None:
                 raise FedshieldError("images_as attacks a fresh model: trained_round must be None")
+        if self.attack == "map" and self.label == "joint":
+            raise FedshieldError("the MAP attacker needs labels: label='known' or 'infer'")
         if self.reference == "label" and self.label == "joint":
             raise FedshieldError("reference='label' needs the victims' labels: label='known' or 'infer'")
         if self.muted and self.defense not in ("pld", "ours", "gc"):
@@ -210,6 +218,8 @@ class AttackConfig:
             d.pop("detector")
         if d.get("reference") == "root":
             d.pop("reference")
+        if d.get("split") == "test":
+            d.pop("split")
         if d.get("images_as") is None:   # added later: earlier configs keep their keys
             d.pop("images_as", None)
         if self.defense != "ours":
@@ -299,7 +309,8 @@ def attack_root_set(cfg: AttackConfig, data_dir=None) -> tuple[Tensor, Tensor]:
 
 def attack_defense(cfg: AttackConfig, model: nn.Module, data_dir=None) -> Defense:
     """The defense of ``cfg`` from the registry (root set: :func:`attack_root_set`)."""
-    return build_defense(cfg.defense, seed=cfg.seed, attack=cfg.attack, options=cfg.defense_kwargs, model=model,
+    return build_defense(cfg.defense, seed=cfg.seed, attack="ig" if cfg.attack == "ig" else "dlg",
+                         options=cfg.defense_kwargs, model=model,
                          root_size=cfg.root_size, root_bias=cfg.root_bias,
                          root_source=lambda n, bias: attack_root_set(cfg, data_dir))
 
@@ -322,6 +333,8 @@ class Victims:
     label: Optional[Tensor]
     detect_precision: list
     clean: Optional[Tensor] = None
+    noise_var: Optional[Tensor] = None
+    clip: Optional[float] = None
 
 
 def _muted_mask(cfg: AttackConfig, model: nn.Module, defense: Defense, shared: Tensor,
@@ -359,7 +372,7 @@ def _muted_mask(cfg: AttackConfig, model: nn.Module, defense: Defense, shared: T
 def _prepare_victims(cfg: AttackConfig, model: nn.Module, data_dir) -> Victims:
     """Victim images, their shared (defended) updates, the attacker's masks and labels -- for
     every victim at once (cheap; deterministic regardless of how the attacks are chunked)."""
-    xte, yte = load_dataset(cfg.dataset, "test", data_dir)
+    xte, yte = load_dataset(cfg.dataset, cfg.split, data_dir)
     n = cfg.images * cfg.batch_size
     if n > len(xte):
         raise FedshieldError(f"{n} test images requested, the split has {len(xte)}")
@@ -387,9 +400,43 @@ def _prepare_victims(cfg: AttackConfig, model: nn.Module, data_dir) -> Victims:
     else:
         lab = None
     mask, precision = None, [None] * cfg.images
-    if cfg.muted:
+    noise_var, clip = None, None
+    if cfg.attack == "map":
+        mask, noise_var, clip, precision = _map_knowledge(cfg, model, defense, shared, ctx, lab)
+    elif cfg.muted:
         mask, precision = _muted_mask(cfg, model, defense, shared, ctx, lab)
-    return Victims(idx, xv, yv, shared, mask, lab, precision, clean=g.detach())
+    return Victims(idx, xv, yv, shared, mask, lab, precision, clean=g.detach(), noise_var=noise_var, clip=clip)
+
+
+def _map_knowledge(cfg: AttackConfig, model: nn.Module, defense: Defense, shared: Tensor, ctx: RoundContext,
+                   labels: Optional[Tensor]) -> tuple:
+    """What the MAP attacker knows of the defense, as ``(mask, noise variance [V, P] or scalar,
+    clip bound, detection precision)``: DP-G / DP-L their variance on every entry; GC its unpruned
+    entries; PLD everything but the FC layer; the paper's defense sigma^2 on the slices the
+    detector flags (every entry at ratio 1) plus its public floor^2 everywhere, and its clipping
+    bound."""
+    V = cfg.images
+    none = [None] * V
+    name = cfg.defense
+    if name == "none":
+        return None, 0.0, None, none
+    if name in ("dp-g", "dp-l"):
+        return None, float(defense.variance), None, none
+    if name == "gc":
+        return shared != 0, 0.0, None, none
+    if name == "pld":
+        return fc_mask(model), 0.0, None, none
+    if name != "ours":
+        raise FedshieldError(f"the MAP attacker has no noise model of defense {name!r}")
+    s2, floor2 = float(defense.sigma) ** 2, float(getattr(defense, "floor", 0.0)) ** 2
+    clip = getattr(defense, "clip_bound", None)
+    clip = None if clip is None else float(clip)
+    if float(defense.ratio) >= 1.0:   # every slice noised: nothing to locate
+        return None, s2 + floor2, clip, none
+    keep, precision = _muted_mask(dataclasses.replace(cfg, muted=True), model, defense, shared, ctx, labels)
+    var = torch.where(keep, torch.full(keep.shape, floor2), torch.full(keep.shape, s2 + floor2))
+    return None, var, clip, precision
+
 
 
 def vectorized_default(attack: str) -> bool:
@@ -400,8 +447,56 @@ def vectorized_default(attack: str) -> bool:
     return attack != "ig"
 
 
+#: the TV weights (multiples of the public images' Laplace rate) the MAP attacker tries on public
+#: images before it attacks, and how many public images it tries them on
+MAP_TV_GRID = (0.0, 1 / 9, 1 / 3, 1.0)
+MAP_TUNE_IMAGES = 4
+
+
+@lru_cache(maxsize=64)
+def map_tv(cfg: AttackConfig, data_dir=None) -> float:
+    """The MAP attacker's TV weight for ``cfg``: ``cfg.tv`` when given, else calibrated on public
+    images, never on a victim: the Laplace rate of training images' pixel differences
+    (:func:`fedshield.attacks.map.tv_prior_weight`) times the multiple in :data:`MAP_TV_GRID` that
+    gives the highest median PSNR when the same attack, against the same defense, reconstructs
+    :data:`MAP_TUNE_IMAGES` training images from their defended updates."""
+    if cfg.tv is not None:
+        return float(cfg.tv)
+    xtr, _ = load_dataset(cfg.dataset, "train", data_dir)
+    sample = torch.randperm(len(xtr), generator=make_generator(_seed_of(cfg.seed, 8)))[:1000]
+    pub = xtr[sample] if cfg.images_as is None else convert_images(xtr[sample], cfg.images_as)
+    alpha = tv_prior_weight(pub)
+    tune = dataclasses.replace(cfg, split="train", images=MAP_TUNE_IMAGES, tv=0.0)
+    model, v = attack_setup(tune, data_dir)
+    best, best_psnr = 0.0, -float("inf")
+    for mult in MAP_TV_GRID:
+        res = _map_run(tune, model, v, list(range(MAP_TUNE_IMAGES)), tuple(v.x.shape[1:]), alpha * mult, False)
+        med = float(psnr(res.x.flatten(0, 1).clamp(0, 1), v.x.flatten(0, 1)).median())
+        if med > best_psnr:
+            best, best_psnr = alpha * mult, med
+    return best
+
+
+def _map_run(cfg: AttackConfig, model: nn.Module, victims: Victims, vids: list[int], shape, tv: float,
+             progress: bool) -> AttackResult:
+    nv = victims.noise_var
+    nv = nv[vids] if isinstance(nv, Tensor) and nv.dim() == 2 else nv
+    mask = victims.mask
+    m = None if mask is None else (mask[vids] if mask.dim() == 2 else mask)
+    return map_attack_batch(model, victims.shared[vids], shape, label=victims.label[vids], noise_var=nv, mask=m,
+                            clip=victims.clip, tv=tv, iterations=cfg.iterations, restarts=cfg.restarts,
+                            generator=make_generator(_seed_of(cfg.seed, 7, vids[0])), progress=progress)
+
+
+def _map_chunk(cfg: AttackConfig, model: nn.Module, victims: Victims, vids: list[int], shape, progress: bool,
+               data_dir=None) -> AttackResult:
+    if victims.label is None:
+        raise FedshieldError("the MAP attacker needs labels: label='known' or 'infer'")
+    return _map_run(cfg, model, victims, vids, shape, map_tv(cfg, data_dir), progress)
+
+
 def _attack_chunk(cfg: AttackConfig, model: nn.Module, victims: Victims, vids: list[int],
-                  progress: bool, vectorized: Optional[bool] = None) -> AttackResult:
+                  progress: bool, vectorized: Optional[bool] = None, data_dir=None) -> AttackResult:
     """Attack the victims ``vids`` together (each with its own seeded start); ``vectorized`` None:
     :func:`vectorized_default`."""
     vec = vectorized_default(cfg.attack) if vectorized is None else bool(vectorized)
@@ -419,6 +514,8 @@ def _attack_chunk(cfg: AttackConfig, model: nn.Module, victims: Victims, vids: l
     hyper = {k: v for k, v in (("lr", cfg.lr), ("tv", cfg.tv)) if v is not None}
     common = dict(label=lb, iterations=cfg.iterations, init=inits if inits is not None else init, mask=m,
                   generator=gen, progress=progress, vectorized=vec)
+    if cfg.attack == "map":
+        return _map_chunk(cfg, model, victims, vids, shape, progress, data_dir)
     if cfg.attack == "dlg":
         hyper.pop("tv", None)
         return dlg_batch(model, victims.shared[vids], shape, **common, **hyper)
@@ -498,7 +595,7 @@ def attack_victims(cfg: AttackConfig, vids: Sequence[int], *, chunk: int = 8, pr
     model, victims = setup if setup is not None else attack_setup(cfg, data_dir)
     for c in range(0, len(vids), int(chunk)):
         part = vids[c:c + int(chunk)]
-        res = _attack_chunk(cfg, model, victims, part, progress, vectorized)
+        res = _attack_chunk(cfg, model, victims, part, progress, vectorized, data_dir)
         per = res.seconds / len(part)
         out = []
         for j, v in enumerate(part):

@@ -33,13 +33,14 @@ from ..metrics import summarize
 from ..report import PAPER_DATASET, load_table, save_table
 from .attack import AttackConfig, attack_setup, attack_victims
 from .campaign import FRONTIER, clip_bound, table_lock
+from .scoring import SCORE_COLUMNS, score_reconstruction
 
 #: the frontier's rows by name: (defense, options)
 FRONTIER_ROWS = {row: (d, opts) for row, d, opts in FRONTIER}
 
 __all__ = ["AttackCell", "dlg_config", "ig_config", "IG_HYPER", "ATTACK_PLANS", "attack_plan", "run_attack_campaign",
            "attack_status", "cell_status", "collect_attacks", "cell_summary", "encode_image", "decode_image", "TABLE2_ROWS",
-           "TRAINING_ROUNDS", "TABLE3_REFERENCE", "table3_long"]
+           "TRAINING_ROUNDS", "TABLE3_REFERENCE", "table3_long", "rescore_table"]
 
 #: Table II's rows: (the paper's name, defense, muted)
 TABLE2_ROWS = (("none", "none", False), ("Ours", "ours", False), ("Ours-muted", "ours", True),
@@ -202,6 +203,25 @@ def _frontier_plan(*, images=8, iterations=500, datasets=("mnist",)) -> list[Att
     return cells
 
 
+#: the MAP attacker's optimiser: line-searched L-BFGS iterations from each of ``MAP_RESTARTS`` starts
+MAP_ITERATIONS = 300
+MAP_RESTARTS = 4
+
+
+def _frontier_map_plan(*, images=8, iterations=MAP_ITERATIONS, datasets=("mnist", "fmnist", "cifar10")) -> list[AttackCell]:
+    """The noise-aware MAP attacker (:func:`fedshield.attacks.map.map_attack_batch`) at every point
+    of the frontier and undefended (it must reconstruct an undefended update as DLG does), on the
+    victims of the DLG frontier: it knows each defense's noise law, mask and slice detector
+    (:func:`fedshield.experiments.attack._map_knowledge`) and calibrates its TV prior on public
+    images (:func:`fedshield.experiments.attack.map_tv`)."""
+    paper = (("none", "none", ()), ("DP-G", "dp-g", ()), ("GC", "gc", ()), ("Ours", "ours", ()), ("PLD", "pld", ()))
+    return [AttackCell(dataclasses.replace(dlg_config(ds, d, False, images=images, iterations=iterations,
+                                                      defense_kwargs=tuple(o for o in opts if o[0] != "risk_every")),
+                                           attack="map", restarts=MAP_RESTARTS),
+                       row + "-map", "frontier", row)
+            for ds in datasets for row, d, opts in paper + FRONTIER]
+
+
 def _jitter_plan(*, images=8, iterations=500, datasets=("mnist", "fmnist")) -> list[AttackCell]:
     """The randomised boundaries (``PaperDefense(jitter=0.5)``) against the two attackers the
     frontier's (widened, ``detector="expanded"``) is not: the plain attack, and the muted attacker
@@ -239,7 +259,8 @@ def _image_size_plan(*, images=8, iterations=500, datasets=("cifar10",)) -> list
             for ds in datasets for row, d, opts in (("none", "none", ()), ("DP-G, variance 1e-3", "dp-g", dpg))]
 
 
-ATTACK_PLANS = {"attacks_dlg": _dlg_plan, "attacks_image_size": _image_size_plan, "attacks_frontier": _frontier_plan, "attacks_ig": _ig_plan, "attacks_table3": _table3_plan,
+ATTACK_PLANS = {"attacks_dlg": _dlg_plan, "attacks_image_size": _image_size_plan, "attacks_frontier": _frontier_plan,
+                "attacks_frontier_map": _frontier_map_plan, "attacks_ig": _ig_plan, "attacks_table3": _table3_plan,
                 "attacks_training": _training_plan, "attacks_jitter": _jitter_plan,
                 "attacks_label_aware": _label_aware_plan}
 
@@ -305,7 +326,8 @@ def _merge_rows(name: str, profile: str, rows: list[dict]) -> None:
 def _row(cell: AttackCell, v: int, row: dict, rec: np.ndarray, x_true: np.ndarray, keep: bool) -> dict:
     cfg = cell.config
     key = cell.key()
-    return {"key": f"{key}/v{v:04d}", "cell": key, "table": cell.table, "row": cell.row, "setting": cell.setting,
+    score = score_reconstruction(cfg.dataset, x_true, rec, row["index"], row["label"], psnr_value=row["psnr"])
+    return {**score, "key": f"{key}/v{v:04d}", "cell": key, "table": cell.table, "row": cell.row, "setting": cell.setting,
             "dataset": cfg.dataset, "defense": cfg.defense, "muted": bool(cfg.muted), "attack": cfg.attack,
             "model": cfg.model, "width": dict(cfg.model_kwargs).get("width"), "iterations": cfg.iterations,
             "images": cfg.images, "victim": int(v), "index": row["index"], "label": row["label"],
@@ -332,7 +354,8 @@ def _reusable_rows(name: str, profile: str) -> dict:
 
 
 def run_attack_campaign(name: str, cells: Sequence[AttackCell], *, profile: str = "default",
-                        budget_s: Optional[float] = None, chunk: Optional[int] = None, keep_images: int = 2,
+                        budget_s: Optional[float] = None, chunk: Optional[int] = None,
+                        keep_images: Optional[int] = None,
                         progress: bool = False, log=print, data_dir=None) -> pd.DataFrame:
     """Attack the victims of plan ``name``'s ``cells`` that its table lacks, in order, ``chunk``
     victims at a time (default: 8 for DLG, 2 for IG), merging each chunk's rows into the table as
@@ -368,10 +391,10 @@ def run_attack_campaign(name: str, cells: Sequence[AttackCell], *, profile: str 
             break
         setup = attack_setup(cfg, data_dir)
         xs = setup[1].x.numpy()
-        size = int(chunk or (8 if cfg.attack == "dlg" else 2))
+        size = int(chunk or (2 if cfg.attack == "ig" else 8))
         s = time.monotonic()
         for part in attack_victims(cfg, todo, chunk=size, progress=progress, setup=setup):
-            rows = [_row(cell, v, r, rec, xs[v], v < keep_images) for v, r, rec in part]
+            rows = [_row(cell, v, r, rec, xs[v], keep_images is None or v < keep_images) for v, r, rec in part]
             _merge_rows(name, profile, rows)
             psnr = ", ".join(f"{r['psnr']:.1f}" for _, r, _ in part)
             log(f"[{name}] {i + 1}/{len(cells)} {cfg.dataset} {cell.row} {cell.setting} victims "
@@ -392,6 +415,30 @@ def attack_status(name: str, cells: Sequence[AttackCell], profile: str = "defaul
     """``(victims done, victims planned)`` of a plan."""
     st = cell_status(name, cells, profile)
     return sum(n for _, n in st), sum(c.config.images for c, _ in st)
+
+
+def rescore_table(name: str, profile: str = "default", *, force: bool = False) -> pd.DataFrame:
+    """Add the floor and identification columns (:data:`fedshield.experiments.scoring.SCORE_COLUMNS`)
+    to every row of attack table ``name`` from what the row stores, without attacking again: the
+    victim's test index and label, its stored reconstruction where the row keeps one (``rank`` and
+    ``identified`` stay NaN where it does not), the attack's own PSNR. Rows already scored are kept
+    unless ``force``. Saves and returns the table."""
+    with table_lock(name, profile):
+        tab = load_table(name, profile)
+        if tab is None or tab.empty:
+            raise FedshieldError(f"no attack table {name!r} at profile {profile!r}")
+        for col in SCORE_COLUMNS:
+            if col not in tab.columns:
+                tab[col] = np.nan
+        todo = tab.index if force else tab.index[tab.psnr_floor.isna()]
+        for i in todo:
+            r = tab.loc[i]
+            xt, xr = decode_image(r.x_true), decode_image(r.x_rec)
+            score = score_reconstruction(r.dataset, xt, xr, r["index"], r.label, psnr_value=float(r.psnr))
+            for col in SCORE_COLUMNS:
+                tab.at[i, col] = score[col]
+        save_table(name, tab, profile)
+    return tab
 
 
 # ------------------------------------------------------------------------------------ reading
