@@ -12,6 +12,8 @@ module                 what
 :mod:`.inverting`      Inverting Gradients (:func:`inverting_gradients`, ``_batch``, :class:`IGOptions`)
 :mod:`.labels`         the iDLG label rule (:func:`infer_label`)
 :mod:`.adaptive`       the muted attacker (:func:`detect_noisy_slices`, :func:`slice_mask`, ...)
+:mod:`.map`            the noise-aware MAP attacker (:func:`map_attack_batch`, :func:`tv_prior_weight`)
+:mod:`.learned`        the learned inversion (:func:`train_inverter`, :func:`invert`)
 =====================  ===================================================================
 
 ``w`` is an optional boolean mask over the flat gradient ("muted" attacks match only the entries
@@ -35,13 +37,14 @@ from .common import INITS, AttackResult, fedavg_update, victim_gradient, victim_
 from .dlg import DLGOptions, dlg, dlg_batch
 from .inverting import IGOptions, inverting_gradients, inverting_gradients_batch
 from .labels import infer_label
+from .learned import LearnedInversion, invert, train_inverter
 from .map import MAPOptions, map_attack, map_attack_batch, noise_weights, tv_prior_weight
 
 __all__ = [
     "AttackResult", "victim_gradient", "victim_gradients", "fedavg_update",
     "infer_label", "dlg", "dlg_batch", "inverting_gradients", "inverting_gradients_batch", "DLGOptions",
     "IGOptions", "param_ranges", "fc_mask", "slice_mask", "detect_noisy_slices", "gradient_reference",
-    "entry_mask", "label_reference", "map_attack", "map_attack_batch", "MAPOptions", "noise_weights", "tv_prior_weight",
+    "entry_mask", "label_reference", "map_attack", "map_attack_batch", "MAPOptions", "noise_weights", "tv_prior_weight", "LearnedInversion", "train_inverter", "invert",
     "ATTACKS", "INITS",
 ]
 

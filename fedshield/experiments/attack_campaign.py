@@ -32,7 +32,7 @@ from ..errors import FedshieldError
 from ..metrics import summarize
 from ..report import PAPER_DATASET, load_table, save_table
 from .attack import AttackConfig, attack_setup, attack_victims
-from .campaign import FRONTIER, clip_bound, table_lock
+from .campaign import FRONTIER, NOISE_NEEDED, clip_bound, table_lock
 from .scoring import SCORE_COLUMNS, score_reconstruction
 
 #: the frontier's rows by name: (defense, options)
@@ -215,11 +215,12 @@ def _frontier_map_plan(*, images=8, iterations=MAP_ITERATIONS, datasets=("mnist"
     (:func:`fedshield.experiments.attack._map_knowledge`) and calibrates its TV prior on public
     images (:func:`fedshield.experiments.attack.map_tv`)."""
     paper = (("none", "none", ()), ("DP-G", "dp-g", ()), ("GC", "gc", ()), ("Ours", "ours", ()), ("PLD", "pld", ()))
-    return [AttackCell(dataclasses.replace(dlg_config(ds, d, False, images=images, iterations=iterations,
+    return [AttackCell(dataclasses.replace(dlg_config(ds, d, False, images=images if ds != "cifar10" else min(images, 4),
+                                                      iterations=iterations,
                                                       defense_kwargs=tuple(o for o in opts if o[0] != "risk_every")),
                                            attack="map", restarts=MAP_RESTARTS),
                        row + "-map", "frontier", row)
-            for ds in datasets for row, d, opts in paper + FRONTIER]
+            for ds in datasets for row, d, opts in paper + FRONTIER + NOISE_NEEDED]
 
 
 def _jitter_plan(*, images=8, iterations=500, datasets=("mnist", "fmnist")) -> list[AttackCell]:

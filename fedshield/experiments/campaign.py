@@ -272,6 +272,18 @@ FRONTIER = (("DP-G, variance 1e-4", "dp-g", (("variance", 1e-4),)),
             ("Ours + jitter 0.5", "ours", (("jitter", 0.5),)))
 
 
+#: beyond the frontier: the noise at which an attacker who fits the noise stops identifying a
+#: client's image from one update (Chapter 10), DP-G and Ours with every slice noised
+NOISE_NEEDED = (("DP-G, variance 1e-1", "dp-g", (("variance", 1e-1),)),
+                ("DP-G, variance 1", "dp-g", (("variance", 1.0),)),
+                ("Ours, ratio 1.0, sigma 1", "ours", (("ratio", 1.0), ("sigma", 1.0))))
+
+
+def _noise_needed(seeds: Iterable[int], datasets: Iterable[str] = ("mnist", "fmnist")) -> list[Cell]:
+    return [Cell(ds, d, s, row=row, options=_ours(**dict(opts)) if d == "ours" else opts)
+            for s in seeds for ds in datasets for row, d, opts in NOISE_NEEDED]
+
+
 def _frontier(seeds: Iterable[int], datasets: Iterable[str] = ("mnist", "fmnist")) -> list[Cell]:
     return [Cell(ds, d, s, row=row, options=_ours(**dict(opts)) if d == "ours" else opts)
             for s in seeds for ds in datasets for row, d, opts in FRONTIER]
@@ -288,6 +300,7 @@ PLANS = {
     "compensation_rules": _compensation_rules,
     # CIFAR-10's frontier cells are the plan's longest (the paper's partition): run them one row at a time
     "frontier": lambda seeds: _frontier(seeds, ("mnist", "fmnist", "cifar10")),
+    "noise_needed": _noise_needed,
 }
 
 
