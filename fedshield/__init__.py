@@ -42,6 +42,7 @@ Modules
 - :mod:`fedshield.experiments` attack and FedAvg experiments by defense name (one ``build_defense``), the campaigns
 - :mod:`fedshield.accounting`  the (epsilon, delta) of Gaussian noise on a clipped update (Gaussian DP)
 - :mod:`fedshield.audit`       an empirical lower bound on that epsilon (clip-and-noise, a likelihood-ratio test)
+- :mod:`fedshield.bounds`      the Cramér-Rao bound on reconstructing an image from noised updates (Fisher information)
 - :mod:`fedshield.stats`       paired comparisons over the same victims or seeds (Wilcoxon signed-rank)
 - :mod:`fedshield.claims`      the paper's claims as functions of the measured tables
 - :mod:`fedshield.report`      the book's helpers: measured tables, the paper's numbers, image grids

@@ -40,7 +40,7 @@ LAYERS = {
     "fedshield.utils": 2,
     **dict.fromkeys(("fedshield.hooks", "fedshield.models", "fedshield.metrics", "fedshield.data",
                      "fedshield.cache", "fedshield.stats", "fedshield.accounting", "fedshield.report",
-                     "fedshield.profiles"), 3),
+                     "fedshield.profiles", "fedshield.bounds"), 3),
     "fedshield.defense": 4,
     **dict.fromkeys(("fedshield.baselines", "fedshield.flower", "fedshield.audit"), 5),
     **dict.fromkeys(("fedshield.fl", "fedshield.attacks"), 6),
