@@ -5,6 +5,7 @@ import torch
 from fedshield.attacks.dlg import dlg_batch
 from fedshield.attacks.lbfgs import lbfgs_armijo_batched
 from fedshield.attacks.common import victim_gradients
+from fedshield.data import load_dataset
 from fedshield.attacks.map import map_attack, map_attack_batch, noise_weights, tv_prior_weight
 from fedshield.errors import FedshieldError
 from fedshield.metrics import psnr, psnr_floor
@@ -34,49 +35,60 @@ def test_lbfgs_armijo_solves_each_row_independently():
     assert torch.allclose(z1[0], z[2], atol=1e-8)
 
 
-def _lenet_victims(n=2, seed=0):
+def _lenet_victims(n=2, seed=0, images=None):
     torch.manual_seed(seed)
     model = build_model("lenet", "mnist").eval()
     dlg_init_(model, make_generator(seed))
-    g = torch.Generator().manual_seed(seed + 1)
-    # smooth images (blurred noise): something a TV prior is fair to
-    x = torch.nn.functional.avg_pool2d(torch.rand(n, 1, 32, 32, generator=g), 5, 1)[..., :28, :28].clamp(0, 1)
-    y = torch.arange(n) % 10
+    if images is None:   # smooth synthetic images (blurred noise), for the tests that do not score against a floor
+        g = torch.Generator().manual_seed(seed + 1)
+        x = torch.nn.functional.avg_pool2d(torch.rand(n, 1, 32, 32, generator=g), 5, 1)[..., :28, :28].clamp(0, 1)
+        y = torch.arange(n) % 10
+    else:
+        x, y = images
     return model, x, y, victim_gradients(model, x, y)
 
 
-def test_map_reconstructs_an_undefended_update():
-    model, x, y, target = _lenet_victims(2)
-    res = map_attack_batch(model, target, (1, 28, 28), label=y, iterations=150, restarts=1,
+def _mnist(data_root, n=2):
+    xte, yte = load_dataset("mnist", "test", data_root)
+    return xte[:n], yte[:n]
+
+
+def test_map_reconstructs_an_undefended_update(data_root):
+    model, x, y, target = _lenet_victims(2, images=_mnist(data_root))
+    res = map_attack_batch(model, target, (1, 28, 28), label=y, iterations=100, restarts=1,
                            generator=make_generator(0))
     p = psnr(res.x.flatten(0, 1), x)
-    assert bool((p > 30).all()), p
+    assert bool((p > psnr_floor(x) + 8).all()), p   # far above any guess without the update
     assert res.x.min() >= 0 and res.x.max() <= 1
 
 
-def test_map_beats_dlg_against_dp_noise_and_clears_the_floor():
-    model, x, y, target = _lenet_victims(2, seed=3)
+def test_map_beats_dlg_against_dp_noise_and_clears_the_floor(data_root):
+    """DP-G at the paper's variance: DLG runs away from the noisy target and ends below the floor;
+    the MAP attacker, which models the noise, ends above it."""
+    model, x, y, target = _lenet_victims(2, seed=3, images=_mnist(data_root))
     noisy = target + 0.1 * torch.randn(target.shape, generator=torch.Generator().manual_seed(9))
-    m = map_attack_batch(model, noisy, (1, 28, 28), label=y, noise_var=1e-2, tv=5.0, iterations=150, restarts=2,
+    m = map_attack_batch(model, noisy, (1, 28, 28), label=y, noise_var=1e-2, tv=5.0, iterations=100, restarts=1,
                          generator=make_generator(1))
-    d = dlg_batch(model, noisy, (1, 28, 28), label=y, iterations=30, generator=make_generator(1))
+    d = dlg_batch(model, noisy, (1, 28, 28), label=y, iterations=10, generator=make_generator(1))
     pm, pd = psnr(m.x.flatten(0, 1), x), psnr(d.x.flatten(0, 1).clamp(0, 1), x)
-    assert bool((pm > pd + 3).all()), (pm, pd)
-    assert bool((pm > psnr_floor(x)).all())
+    floor = psnr_floor(x)
+    assert bool((pm > floor).all()) and bool((pd < floor).all()), (pm, pd, floor)
 
 
 def test_map_keeps_the_best_start():
+    """Of three starts, the one at the true image has the lowest objective: it is the one returned,
+    whichever position it has among the starts."""
     model, x, y, target = _lenet_victims(1, seed=5)
     g = torch.Generator().manual_seed(4)
-    inits = torch.rand(1, 3, 1, 1, 28, 28, generator=g)
-    kw = dict(label=y, noise_var=1e-2, tv=2.0, iterations=20, generator=make_generator(0))
-    noisy = target + 0.1 * torch.randn(target.shape, generator=g)
-    both = map_attack_batch(model, noisy, (1, 28, 28), restarts=3, init=inits, **kw)
-    alone = [map_attack_batch(model, noisy, (1, 28, 28), restarts=1, init=inits[:, i:i + 1], **kw) for i in range(3)]
-    finals = torch.tensor([float(a.history[-1, 0]) for a in alone])
-    assert float(both.history[-1, 0]) == pytest.approx(float(finals.min()), rel=1e-5)
-    best = int(finals.argmin())
-    assert torch.allclose(both.x, alone[best].x, atol=1e-6)
+    for pos in (0, 2):
+        inits = torch.rand(1, 3, 1, 1, 28, 28, generator=g)
+        inits[0, pos] = x[0].clamp(0.03, 0.97)
+        res = map_attack_batch(model, target, (1, 28, 28), label=y, restarts=3, init=inits, iterations=5,
+                               generator=make_generator(0))
+        assert float(psnr(res.x[0], x)) > 25
+        alone = map_attack_batch(model, target, (1, 28, 28), label=y, restarts=1, init=inits[:, (pos + 1) % 3:(pos + 1) % 3 + 1],
+                                 iterations=5, generator=make_generator(0))
+        assert float(res.history[-1, 0]) < float(alone.history[-1, 0])
 
 
 def test_noise_weights_and_prior():
