@@ -9,6 +9,8 @@ import pytest
 
 from fedshield import claims
 from fedshield.book import findings as F
+from fedshield.book.frontier import frontier_points
+from fedshield.experiments.scoring import N_CANDIDATES
 from fedshield.report import load_table
 from fedshield.reproduce import repo_root
 
@@ -74,7 +76,21 @@ def facts(T) -> dict[str, str]:
         "Ours share": f"take {100 * F.defense_share(T):.1f} % of an undefended round",
         "paper ART": f"the paper: +{span([pap('II[A]', d, 'Ours', 'ART') for d in D3])} %",
         "PLD ART": f"score {span(art[list(D3)], '{:.2f}')} times the round",
+        **frontier_facts(),
     }
+
+
+def frontier_facts() -> dict[str, str]:
+    """The floor-relative frontier bullet (Chapter 10), from the committed attack and FedAvg tables."""
+    fr = frontier_points("default", D3, root=F.committed_results())
+    floors = " / ".join(f"{fr[fr.dataset == d].psnr_floor.median():.1f}" for d in D3)
+    dpg = fr[(fr.dataset == "mnist") & (fr.setting == "DP-G")].iloc[0]
+    n = int(dpg.victims)
+    return {"floors": f"the update: {floors} dB on",
+            "MAP DP-G": f"identifies {int(round(dpg.identified_MAP * n))} of {n} MNIST victims among "
+                        f"{N_CANDIDATES} images of their class",
+            "MAP gain": f"variance, {dpg.gain_MAP:.1f} dB above the floor",
+            "goal margin": f"within {100 * claims.FRONTIER_MAX_LOSS:.0f} points of undefended"}
 
 
 def test_every_fact_is_in_the_status_section(tables):
@@ -105,7 +121,8 @@ def test_the_verdicts_it_states_are_the_claims(tables, verdicts):
             "dp_chance": ("So does DP-G", "NOT supported"),
             "gc_loses": ("GC loses", "NOT supported"),
             "comp_error": ("lowers a single aggregate's error", "supported"),
-            "paper_variance": ("makes the aggregate worse", "supported")}
+            "paper_variance": ("makes the aggregate worse", "supported"),
+            "frontier_identified": ("no configuration protects a client's image", "NOT supported")}
     for key, (words, verdict) in said.items():
         assert words in text, words
         assert verdicts[key] == verdict, f"the README says '{words}', claims say {key}: {verdicts[key]}"
