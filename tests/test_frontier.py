@@ -58,3 +58,6 @@ def test_frontier_points_of_the_committed_tables():
     # the strongest attacker is the one with the highest median gain
     gains = scored[[c for c in scored.columns if c.startswith("gain_") and c != "gain_max"]]
     assert np.allclose(scored.psnr_gain, gains.max(axis=1))
+    # the goal is held against every attacker: the highest identification of any
+    idents = scored[[c for c in scored.columns if c.startswith("identified_")]]
+    assert np.allclose(scored.identified, idents.max(axis=1))

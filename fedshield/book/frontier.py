@@ -8,7 +8,8 @@ update) and the fraction of victims ``identified`` among 100 same-class test ima
 The attackers are DLG with the adaptive masks (``attacks_frontier``; its identification is known
 only for the victims whose reconstruction the table keeps), the noise-aware MAP attacker
 (``attacks_frontier_map``) and the learned inversion (``attacks_frontier_learned``); the strongest at
-a point is the one with the highest median gain, ties broken by identification. A table an
+a point is the one with the highest median gain, ties broken by identification; the goal is held
+against all of them (the worst victim and the highest identification rate of any). A table an
 attacker has not been run into yet leaves its columns NaN.
 """
 from __future__ import annotations
@@ -107,8 +108,9 @@ def frontier_points(profile: str = "default", datasets: Sequence[str] = ("mnist"
                     seeds: Sequence[int] = (0,), root=None) -> pd.DataFrame:
     """The frontier as Chapter 10 plots it: per (dataset, setting) the family, the accuracy
     (``acc``, mean over ``seeds``), every attacker's median gain and identification rate
-    (``gain_<attacker>``, ``identified_<attacker>``), and the strongest attacker's (``attacker``,
-    ``psnr_floor``, ``psnr_gain``, ``gain_max`` (its worst victim), ``identified``, ``victims``),
+    (``gain_<attacker>``, ``identified_<attacker>``), the strongest attacker by median gain (``attacker``,
+    its ``psnr_floor``, ``psnr_gain``, ``victims``), and what the goal is held to, over every attacker:
+    ``gain_max`` (the worst victim's gain of any attacker) and ``identified`` (the highest identification rate),
     plus DLG's median and worst-victim PSNR (``psnr_median``, ``psnr_max``: the reading the paper's
     tables use, which ignores the floor)."""
     settings = ["none"] + list(PAPER_ROWS) + [r for r, _, _ in C.FRONTIER] + [r for r, _, _ in C.NOISE_NEEDED]
@@ -132,8 +134,10 @@ def frontier_points(profile: str = "default", datasets: Sequence[str] = ("mnist"
                     row["psnr_max"] = float(b.psnr_max.iloc[0]) if len(b) else np.nan
             if len(a):
                 best = a.assign(_i=a.identified.fillna(-1)).sort_values(["psnr_gain", "_i"], ascending=False).iloc[0]
+                # the goal holds against every attacker: the highest identification rate and the worst victim of any
                 row.update(attacker=best.attacker, victims=int(best.victims), psnr_floor=best.psnr_floor,
-                           psnr_gain=best.psnr_gain, gain_max=best.gain_max, identified=best.identified)
+                           psnr_gain=best.psnr_gain, gain_max=float(a.gain_max.max()),
+                           identified=float(a.identified.max()) if a.identified.notna().any() else np.nan)
             else:
                 row.update(attacker=None, victims=0, psnr_floor=np.nan, psnr_gain=np.nan, gain_max=np.nan,
                            identified=np.nan)
