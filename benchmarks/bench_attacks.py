@@ -18,6 +18,10 @@ steps of up to 20 updates) and Inverting Gradients on the ConvNet (``--width``, 
 Adam steps). Usage: ``python benchmarks/bench_attacks.py [--victims 8] [--threads 2]``.
 Real CIFAR-10 test images are used when found (``$FEDSHIELD_DATA``), random pixels otherwise.
 
+``--map``: also the noise-aware MAP attacker (:mod:`fedshield.attacks.map`) on the same LeNet-4 and
+victims, their updates with DP-G noise: victims/s and gradient evaluations/s, each as a ratio to
+DLG's batched path.
+
 ``--learned``: also the learned-inversion attacker (:mod:`fedshield.attacks.learned`) on the same
 LeNet-4 and victims, beside DLG's batched path: the updates of ``--learned-train`` public images
 (the CIFAR-10 training split when found), the inverter's training (``--learned-epochs``,
@@ -37,6 +41,7 @@ import torch
 
 from fedshield.attacks import dlg_batch, inverting_gradients_batch, victim_gradients
 from fedshield.attacks.learned import invert, train_inverter
+from fedshield.attacks.map import map_attack_batch
 from fedshield.models import ConvNet, LeNet
 
 
@@ -64,6 +69,7 @@ def run_case(name, attack, model, x, y, kwargs):
     diff = ((rb.x - rl.x).flatten(1).norm(dim=1) / rl.x.flatten(1).norm(dim=1)).median().item()
     V = x.shape[0]
     print(f"{name:<34} {V / tb:9.3f} {V / tl:9.3f} {tl / tb:8.2f}x {eb / tb:10.0f} {el / tl:10.0f} {diff:10.2e}")
+    run_case.eval_rate = eb / tb   # DLG's batched gradient-matching evaluations per second
     return V / tb
 
 
@@ -108,6 +114,22 @@ def run_learned(model, x, y, args, dlg_rate: float) -> None:
           if per > 0 else "  DLG is faster per victim than the inversion: no pay-back")
 
 
+def run_map(model, x, y, args, dlg_rate: float, dlg_eval_rate: float) -> None:
+    """The noise-aware MAP attacker (line-searched L-BFGS, ``--map-restarts`` starts) on the same victims'
+    updates with DP-G noise of the paper's variance, beside DLG's batched rate."""
+    G = victim_gradients(model, x, y)
+    noisy = G + 0.1 * torch.randn(G.shape, generator=torch.Generator().manual_seed(2))
+    t0 = time.perf_counter()
+    r = map_attack_batch(model, noisy, x.shape[2:], label=y, noise_var=1e-2, tv=5.0, iterations=args.map_steps,
+                         restarts=args.map_restarts, generator=torch.Generator().manual_seed(3))
+    dt = time.perf_counter() - t0
+    V, ev = x.shape[0], sum(r.evaluations)
+    print(f"\nMAP attacker, LeNet-4: {args.map_steps} iterations x {args.map_restarts} starts, DP-G noise (variance 1e-2)")
+    print(f"  {'':<32} {'victims/s':>10} {'vs DLG':>8} {'evals/s':>10} {'vs DLG':>8}")
+    print(f"  {'MAP (batched, line search)':<32} {V / dt:10.3f} {V / dt / dlg_rate:7.2f}x {ev / dt:10.0f} "
+          f"{ev / dt / dlg_eval_rate:7.2f}x")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--victims", type=int, default=8)
@@ -119,6 +141,9 @@ def main() -> None:
     ap.add_argument("--learned-train", type=int, default=1000, help="its training pairs (public images)")
     ap.add_argument("--learned-epochs", type=int, default=5)
     ap.add_argument("--learned-hidden", type=int, default=256)
+    ap.add_argument("--map", action="store_true", help="also the noise-aware MAP attacker, beside DLG")
+    ap.add_argument("--map-steps", type=int, default=20, help="its L-BFGS iterations")
+    ap.add_argument("--map-restarts", type=int, default=1)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -131,6 +156,7 @@ def main() -> None:
     lenet = LeNet(n_conv=4, dlg_init=True).eval()
     dlg_rate = run_case(f"DLG LeNet-4 ({args.dlg_steps} L-BFGS steps)", dlg_batch, lenet, x, y,
                         dict(iterations=args.dlg_steps))
+    dlg_eval_rate = run_case.eval_rate
     torch.manual_seed(0)
     lenet3 = LeNet(n_conv=3, dlg_init=True).eval()
     run_case(f"DLG LeNet-3 ({args.dlg_steps} L-BFGS steps)", dlg_batch, lenet3, x, y,
@@ -141,6 +167,8 @@ def main() -> None:
              dict(iterations=args.ig_steps))
     if args.learned:
         run_learned(lenet, x, y, args, dlg_rate)
+    if args.map:
+        run_map(lenet, x, y, args, dlg_rate, dlg_eval_rate)
 
 
 if __name__ == "__main__":
