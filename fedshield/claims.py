@@ -618,7 +618,8 @@ def frontier_goal_identified(points: pd.DataFrame, *, max_identified: float = ID
     ``identified`` and ``gain_max``, its worst victim's gain over the floor): ``{"base", "points"
     (strengths with an accuracy and an attack), "meets" (within ``max_loss`` of undefended accuracy,
     at most ``max_identified`` of the victims identified and no victim more than ``max_gain`` dB
-    above the floor)}``. A dataset without an undefended accuracy is left out."""
+    above the floor), "private_no_accuracy" (strengths that meet the privacy half but have no
+    accuracy yet)}``. A dataset without an undefended accuracy is left out."""
     out = {}
     for ds, g in points.groupby("dataset", sort=False):
         base = g[g.family == "undefended"].acc
@@ -626,10 +627,12 @@ def frontier_goal_identified(points: pd.DataFrame, *, max_identified: float = ID
             continue
         base = float(base.iloc[0])
         pts = g[g.family != "undefended"]
-        both = pts[pts.acc.notna() & pts.identified.notna() & pts.gain_max.notna()]
-        meets = both[(both.acc >= base - max_loss - 1e-12) & (both.identified <= max_identified + 1e-12)
-                     & (both.gain_max <= max_gain)]
-        out[ds] = {"base": base, "points": both, "all": pts, "meets": meets}
+        scored = pts[pts.identified.notna() & pts.gain_max.notna()]
+        private = scored[(scored.identified <= max_identified + 1e-12) & (scored.gain_max <= max_gain)]
+        both = scored[scored.acc.notna()]
+        meets = private[private.acc.notna() & (private.acc >= base - max_loss - 1e-12)]
+        out[ds] = {"base": base, "points": both, "all": pts, "meets": meets,
+                   "private_no_accuracy": private[private.acc.isna()]}
     return out
 
 
@@ -638,27 +641,32 @@ def beyond_frontier_identified(tables: Tables, *, required: Sequence[str] = ("mn
     """Beyond the paper: one configuration within 2 points of undefended accuracy at which the
     strongest single-round attacker identifies at most 2 % of the victims and gains at most 1 dB over
     the floor on every victim, on every dataset of ``required`` (:func:`frontier_goal_identified`).
-    A measured dataset where no point meets it: not supported, whatever the others say."""
+    A measured dataset where no point meets it, and none could (no strength meets the privacy half
+    while its accuracy is still unmeasured): not supported, whatever the others say. A dataset still
+    waiting for such a strength's accuracy, or not measured at all: inconclusive."""
     d = table(tables, "frontier_points")
     for col in ("identified", "gain_max"):
         if col not in d:
             raise Inconclusive(f"frontier_points has no {col} column (the floor-relative measure)")
-    parts, ok, measured, common = [], [], set(), None
+    parts, status, common = [], {}, None
     for ds, f in frontier_goal_identified(d).items():
-        pts, meets = f["points"], f["meets"]
-        if not len(pts):
+        pts, meets, waiting = f["points"], f["meets"], f["private_no_accuracy"]
+        if not len(pts) and not len(waiting):
             continue
-        measured.add(ds)
-        parts.append(f"{ds}: {len(meets)} of {len(pts)} strengths ({', '.join(meets.setting) or 'none'})")
-        ok.append(len(meets) > 0)
+        parts.append(f"{ds}: {len(meets)} of {len(pts)} strengths ({', '.join(meets.setting) or 'none'})"
+                     + (f"; private, accuracy not measured: {', '.join(waiting.setting)}" if len(waiting) else ""))
+        status[ds] = "meets" if len(meets) else "waiting" if len(waiting) else "fails"
         common = set(meets.setting) if common is None else common & set(meets.setting)
-    if not ok:
+    if not status:
         raise Inconclusive("no frontier point with an accuracy and a scored attack yet")
-    missing = [r for r in required if r not in measured]
-    if all(ok) and missing:
-        raise Inconclusive(f"{'; '.join(parts)}; not measured yet: {', '.join(missing)}")
+    text = "; ".join(parts)
+    if "fails" in status.values():
+        return text, False
+    missing = [r for r in required if r not in status]
+    if "waiting" in status.values() or missing:
+        raise Inconclusive(text + (f"; not measured yet: {', '.join(missing)}" if missing else ""))
     both = sorted(common or ())
-    return "; ".join(parts) + f"; on every one: {', '.join(both) or 'none'}", all(ok) and bool(both)
+    return text + f"; on every one: {', '.join(both) or 'none'}", bool(both)
 
 
 def pareto_front(points: pd.DataFrame, *, acc_tol: float = 0.0, psnr_tol: float = 0.0,

@@ -41,6 +41,14 @@ def test_claim_needs_one_configuration_on_every_dataset():
     assert claims.beyond_frontier_identified(_tables(leak))[1] is False
     with pytest.raises(claims.Inconclusive):
         claims.beyond_frontier_identified(_tables(ok[:1] + ok[3:4]))
+    # a dataset whose only private strength has no accuracy yet: inconclusive, not a failure
+    waiting = [r if r[0] != "cifar10" or r[2] == "none" else ("cifar10", "DP-G", "a", np.nan, 0.0, 0.0) for r in ok]
+    with pytest.raises(claims.Inconclusive, match="accuracy not measured"):
+        claims.beyond_frontier_identified(_tables(waiting))
+    # ... unless another dataset has no private strength at all
+    failing = waiting[:3] + [("mnist", "DP-G", "a", 0.9, 1.0, 6.0)] + waiting[4:]
+    failing = [r for r in failing if not (r[0] == "mnist" and r[2] == "a" and r[4] == 0.0)]
+    assert claims.beyond_frontier_identified(_tables(failing))[1] is False
 
 
 def test_family():

@@ -38,7 +38,7 @@ import torch
 from fedshield.data import load_dataset
 from fedshield.experiments.attack_campaign import (AttackCell, attack_plan, cell_summary, decode_image, dlg_config,
                                                    encode_image)
-from fedshield.experiments.campaign import table_lock
+from fedshield.experiments.campaign import NOISE_NEEDED, table_lock
 from fedshield.experiments.learned import LearnedOptions, learned_config, learned_key, run_learned
 from fedshield.metrics import psnr_floor
 from fedshield.report import load_table, save_table
@@ -54,6 +54,8 @@ def learned_cells(datasets, rows=ROWS, images: int = 8) -> list[AttackCell]:
     for ds in datasets:
         plan = {c.setting: c for c in attack_plan("attacks_frontier", datasets=[ds])}
         plan["none"] = AttackCell(dlg_config(ds, "none"), "none", "frontier", "none")
+        for row, d, opts in NOISE_NEEDED:   # the stronger noise of Chapter 10.6
+            plan[row] = AttackCell(dlg_config(ds, d, defense_kwargs=opts), row, "frontier", row)
         for r in rows:
             name = r[:-len("-muted")] if r.endswith("-muted") else r
             if name not in plan:
