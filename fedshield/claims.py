@@ -586,6 +586,15 @@ def paired_loss(base: pd.Series, point: pd.Series) -> pd.Series:
     return 100 * (base.loc[seeds].astype(float) - point.loc[seeds].astype(float))
 
 
+def _frontier_datasets(points: pd.DataFrame):
+    """``(dataset, undefended accuracy, the other points)`` of each dataset of the frontier's ``points``
+    that has an undefended accuracy."""
+    for ds, g in points.groupby("dataset", sort=False):
+        base = g[g.family == "undefended"].acc
+        if len(base) and not base.isna().all():
+            yield ds, float(base.iloc[0]), g[g.family != "undefended"]
+
+
 def frontier_goal(points: pd.DataFrame, *, max_psnr: float = FRONTIER_MAX_PSNR,
                   max_loss: float = FRONTIER_MAX_LOSS) -> dict:
     """Per dataset of the frontier's ``points`` (``frontier_points``: ``dataset, family, setting,
@@ -597,12 +606,7 @@ def frontier_goal(points: pd.DataFrame, *, max_psnr: float = FRONTIER_MAX_PSNR,
     reconstructed in full, "attack_only": the strengths with an attack but no accuracy}``. A dataset
     without an undefended accuracy is left out."""
     out = {}
-    for ds, g in points.groupby("dataset", sort=False):
-        base = g[g.family == "undefended"].acc
-        if not len(base) or base.isna().all():
-            continue
-        base = float(base.iloc[0])
-        pts = g[g.family != "undefended"]
+    for ds, base, pts in _frontier_datasets(points):
         both = pts[pts.acc.notna() & pts.psnr_median.notna()]
         meets = both[(both.psnr_median < max_psnr) & (both.acc >= base - max_loss)]
         out[ds] = {"base": base, "points": both, "all": pts, "meets": meets,
@@ -621,12 +625,7 @@ def frontier_goal_identified(points: pd.DataFrame, *, max_identified: float = ID
     above the floor), "private_no_accuracy" (strengths that meet the privacy half but have no
     accuracy yet)}``. A dataset without an undefended accuracy is left out."""
     out = {}
-    for ds, g in points.groupby("dataset", sort=False):
-        base = g[g.family == "undefended"].acc
-        if not len(base) or base.isna().all():
-            continue
-        base = float(base.iloc[0])
-        pts = g[g.family != "undefended"]
+    for ds, base, pts in _frontier_datasets(points):
         scored = pts[pts.identified.notna() & pts.gain_max.notna()]
         private = scored[(scored.identified <= max_identified + 1e-12) & (scored.gain_max <= max_gain)]
         both = scored[scored.acc.notna()]
