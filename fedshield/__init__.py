@@ -46,7 +46,6 @@ Modules
 - :mod:`fedshield.stats`       paired comparisons over the same victims or seeds (Wilcoxon signed-rank)
 - :mod:`fedshield.claims`      the paper's claims as functions of the measured tables
 - :mod:`fedshield.report`      the book's helpers: measured tables, the paper's numbers, image grids
-- :mod:`fedshield.summary`     the summary chapter's discussion, written from the measured tables
 - :mod:`fedshield.book`        what the book's chapters read from the committed tables
 - :mod:`fedshield.profiles`    the three scales (``smoke``, ``default``, ``paper``) of every notebook
 - :mod:`fedshield.reproduce`   runs the notebooks with papermill under a profile

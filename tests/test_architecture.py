@@ -28,8 +28,6 @@ LAZY_IMPORTS = {
     ("fedshield.reproduce", "papermill"): "papermill is the optional [book] extra",
     ("fedshield.report", "pandas"): "pandas is the optional [book] extra (tables of the notebooks)",
     ("fedshield.report", "matplotlib"): "matplotlib is the optional [book] extra (figures of the notebooks)",
-    ("fedshield.attacks", "fedshield.experiments"): "deprecated alias fedshield.attacks.AttackConfig / "
-                                                   "run_attack, kept while notebooks use it (see below)",
 }
 
 # The layers, lowest first: a module imports only from its own layer or a lower one (at the top of
@@ -45,17 +43,10 @@ LAYERS = {
     **dict.fromkeys(("fedshield.baselines", "fedshield.flower", "fedshield.audit"), 5),
     **dict.fromkeys(("fedshield.fl", "fedshield.attacks"), 6),
     **dict.fromkeys(("fedshield.experiments", "fedshield.claims"), 7),
-    **dict.fromkeys(("fedshield.summary", "fedshield.book", "fedshield.reproduce"), 8),
+    **dict.fromkeys(("fedshield.book", "fedshield.reproduce"), 8),
     **dict.fromkeys(("fedshield.commands", "fedshield.cli", "fedshield.__main__"), 9),
     "fedshield": 10,  # the front door: its module-level __getattr__ hands out the main API
 }
-
-# The one edge against the layers, and the one cycle: ``fedshield.attacks.__getattr__`` forwards the
-# old spelling ``from fedshield.attacks import AttackConfig, run_attack`` (with a DeprecationWarning)
-# to fedshield.experiments.attack, which imports fedshield.attacks. It stays only while a notebook
-# uses that spelling; test_deprecated_alias_is_still_needed fails once none does.
-DEPRECATED_ALIAS = {("fedshield.attacks", "fedshield.experiments"), ("fedshield.attacks", "fedshield.experiments.attack")}
-ALIAS_NAMES = ("AttackConfig", "run_attack", "LABEL_MODES", "VICTIMS", "MODEL_INITS")
 
 # What ``from fedshield import ...`` must offer.
 FRONT_DOOR = ("PaperDefense", "build_defense", "FLConfig", "run_fedavg", "dlg", "dlg_batch", "inverting_gradients",
@@ -156,7 +147,7 @@ def _internal_targets(target: str, names) -> set[str]:
     return out
 
 
-def _edges(*, allow_alias: bool = True) -> dict[str, dict[str, int]]:
+def _edges() -> dict[str, dict[str, int]]:
     """``{module: {module it loads: line}}``, function-level and ``import_module`` imports included.
     Importing ``a.b.c`` from outside the package ``a.b`` also runs ``a.b``'s ``__init__`` (an edge
     to it); a package's ``__init__`` that imports its own submodule runs it (an edge to it). Every
@@ -171,8 +162,7 @@ def _edges(*, allow_alias: bool = True) -> dict[str, dict[str, int]]:
                     anc = ".".join(parts[:k])
                     if anc == "fedshield" and t != "fedshield":
                         continue  # already running: every fedshield module is below it
-                    if anc in MODULES and anc != mod and not mod.startswith(anc + ".") \
-                            and not (allow_alias and (mod, anc) in DEPRECATED_ALIAS):
+                    if anc in MODULES and anc != mod and not mod.startswith(anc + "."):
                         graph[mod].setdefault(anc, line)
     return graph
 
@@ -288,7 +278,7 @@ def test_module_getattr_imports_nothing_from_a_higher_layer():
     ``fedshield`` sits above everything, an alias inside the package may only look down."""
     bad = [f"{mod}:{line} __getattr__ imports {t} (layer {_layer(t)} above {_layer(mod)})"
            for mod in MODULES for t, line in _getattr_imports(mod)
-           if _layer(t) > _layer(mod) and (mod, t) not in DEPRECATED_ALIAS]
+           if _layer(t) > _layer(mod)]
     assert not bad, "\n".join(bad)
     assert {t for t, _ in _getattr_imports("fedshield")} >= {"fedshield.experiments.attack", "fedshield.defense"}
 
@@ -304,41 +294,16 @@ def test_the_graph_sees_hidden_imports():
     assert "fedshield.experiments.attack" in graph["fedshield"]  # the front door's name -> module table
     assert "fedshield.experiments.attack" in graph["fedshield.experiments"]  # a package runs its submodules
     assert "fedshield" not in graph["fedshield.fl"]  # `from . import data` loads a module, not the front door
-    # without the allowance, the deprecated alias is exactly the one cycle
-    raw = {m: set(e) for m, e in _edges(allow_alias=False).items()}
-    cycle = _find_cycle(raw)
-    assert cycle is not None and "fedshield.attacks" in cycle and "fedshield.experiments.attack" in cycle
 
 
-def _notebook_cells_with_the_old_alias() -> list[str]:
-    pat = re.compile(r"from\s+fedshield\.attacks\s+import\s+\(?([^)]*?)\)?\s*$|fedshield\.attacks\.(\w+)", re.M)
-    hits = []
-    for nb in sorted((REPO / "notebooks").glob("*.ipynb")):
-        for i, cell in enumerate(json.loads(nb.read_text())["cells"]):
-            if cell["cell_type"] != "code":
-                continue
-            for m in pat.finditer("".join(cell["source"])):
-                names = re.findall(r"\w+", m.group(1) or m.group(2) or "")
-                if set(names) & set(ALIAS_NAMES):
-                    hits.append(f"{nb.name} cell {i} ({cell.get('id')})")
-    return hits
-
-
-def test_deprecated_alias_is_still_needed():
-    """The alias (and its allowance here) goes as soon as no notebook uses the old spelling: then
-    delete ``fedshield.attacks.__getattr__``, DEPRECATED_ALIAS and its LAZY_IMPORTS entry."""
-    assert _notebook_cells_with_the_old_alias(), (
-        "no notebook imports AttackConfig / run_attack from fedshield.attacks any more: delete the deprecated "
-        "alias fedshield.attacks.__getattr__ and its allowances in tests/test_architecture.py")
-
-
-def test_deprecated_alias_warns():
+def test_attacks_has_no_alias_to_the_experiments():
+    """``AttackConfig`` / ``run_attack`` live in fedshield.experiments.attack (and the front door),
+    not in fedshield.attacks, which sits below them."""
     import fedshield.attacks as A
-    import fedshield.experiments.attack as XA
 
-    with pytest.warns(DeprecationWarning, match="fedshield.experiments.attack"):
-        assert A.AttackConfig is XA.AttackConfig
-    assert "AttackConfig" not in A.__all__ and "run_attack" not in A.__all__
+    assert not hasattr(A, "__getattr__")
+    with pytest.raises(AttributeError):
+        A.AttackConfig
 
 
 # ------------------------------------------------------------------------------------------ front door

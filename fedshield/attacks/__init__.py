@@ -24,12 +24,9 @@ the loss of the paper's classifiers. Images are float32 NCHW in ``[0, 1]``.
 The attack *experiments* (:class:`~fedshield.experiments.attack.AttackConfig`,
 :func:`~fedshield.experiments.attack.run_attack`: victims from a data set, a defense from the
 registry, the result cache) sit above the attacks in :mod:`fedshield.experiments.attack`: import
-them from there (or from :mod:`fedshield`). ``from fedshield.attacks import AttackConfig`` is
-deprecated: it still works, with a :class:`DeprecationWarning`, until no notebook uses it.
+them from there (or from :mod:`fedshield`).
 """
 from __future__ import annotations
-
-import warnings
 
 from ..params import fc_mask, param_ranges
 from .adaptive import detect_noisy_slices, entry_mask, gradient_reference, label_reference, slice_mask
@@ -49,19 +46,3 @@ __all__ = [
 ]
 
 ATTACKS = ("dlg", "ig", "map")
-
-_EXPERIMENT_NAMES = ("AttackConfig", "run_attack", "LABEL_MODES", "VICTIMS", "MODEL_INITS")
-
-
-def __getattr__(name: str):
-    """Deprecated: ``fedshield.attacks.AttackConfig`` / ``run_attack`` (and ``LABEL_MODES``,
-    ``VICTIMS``, ``MODEL_INITS``) forward to :mod:`fedshield.experiments.attack`, one layer up,
-    which imports this package: an import cycle kept only while notebooks still use the old
-    spelling (``tests/test_architecture.py`` fails once none does, so that it is deleted)."""
-    if name in _EXPERIMENT_NAMES:
-        warnings.warn(f"fedshield.attacks.{name} is deprecated: import it from fedshield.experiments.attack "
-                      f"(or from fedshield)", DeprecationWarning, stacklevel=2)
-        from ..experiments import attack as _experiment
-
-        return getattr(_experiment, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
