@@ -163,7 +163,7 @@ def test_images_as_is_checked_and_keeps_earlier_keys():
     from fedshield.cache import config_dict, config_key
     cfg = AttackConfig(dataset="cifar10", defense="dp-g")
     d = config_dict(cfg)
-    d.pop("images_as"), d.pop("trained_round"), d.pop("trained_defense"), d.pop("trained_total"), d.pop("detector"), d.pop("reference")
+    d.pop("images_as"), d.pop("trained_round"), d.pop("trained_defense"), d.pop("trained_total"), d.pop("detector"), d.pop("reference"), d.pop("split")
     for k in ("root_size", "root_bias"):
         d.pop(k)
     d["defense_seed_rule"] = "seed+1009"
