@@ -1,6 +1,6 @@
 """Round time of the batched FedAvg simulator vs the plain per-client loop.
 
-Setting (issue 2): CIFAR-10, LeNet, the paper's partition (1,000 clients, 2 classes each,
+Setting: CIFAR-10, LeNet, the paper's partition (1,000 clients, 2 classes each,
 U{1..20} samples per class), 200 clients per round, 2 local epochs of full-batch SGD (lr 1e-2).
 Both simulators start from the same model and seed, so they sample the same clients and must
 end with the same weights (printed as a check). After ``--warmup`` rounds each, ``--rounds``

@@ -688,7 +688,7 @@ def pareto_front(points: pd.DataFrame, *, acc_tol: float = 0.0, psnr_tol: float 
 
 
 def frontier_dominance(points: pd.DataFrame, budgets: Sequence[float] = (0.01, 0.02, 0.05, 1.0)) -> pd.DataFrame:
-    """Issue 14's question "which defense dominates at equal accuracy?", read off the frontier's
+    """The question "which defense dominates at equal accuracy?", read off the frontier's
     ``points`` (:func:`frontier_goal`'s input): per dataset and accuracy budget ``b`` (a fraction;
     1.0 = any accuracy), each family's strength with the lowest adaptive PSNR among those within
     ``b`` of the undefended accuracy. Columns ``dataset, budget, family, setting, acc, psnr_median,
@@ -713,7 +713,7 @@ def frontier_dominance(points: pd.DataFrame, budgets: Sequence[float] = (0.01, 0
 def beyond_frontier_goal(tables: Tables, *, max_psnr: float = FRONTIER_MAX_PSNR, max_loss: float = FRONTIER_MAX_LOSS,
                          required: Sequence[str] = ("mnist", "fmnist", "cifar10"),
                          every_victim: bool = False) -> tuple[str, bool]:
-    """Beyond the paper (issue 14): one configuration keeps the adaptive attacker's median PSNR
+    """Beyond the paper: one configuration keeps the adaptive attacker's median PSNR
     below ``max_psnr`` dB with accuracy within ``max_loss`` of undefended on every dataset of
     ``required`` (the same setting on all of them) (``frontier_points``, Chapter 10.5); the measurement names them. A measured
     dataset without such a configuration: not supported; all measured ones with one but a

@@ -785,7 +785,7 @@ def test_noise_floor_on_every_entry_and_in_the_compensation_variance():
     assert ctx.extra["noise_var"] == pytest.approx(aggregate_noise_var(w, 0.2, 0.1, n_slices=4) + 0.02 ** 2 * 0.25)
 
 
-# ------------------------------------------------------------------ randomised boundaries (issue 14)
+# ------------------------------------------------------------------ randomised boundaries
 def test_jitter_bounds_keep_every_slice_inside_the_middle_halves_of_its_neighbours():
     from fedshield.defense import jitter_bounds
 
